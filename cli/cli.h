@@ -1,0 +1,30 @@
+/* otalab CLI: shared helpers and the subcommand registry. Each cmd_NAME.c defines
+ * `const cli_cmd_t cli_cmd_NAME`; main.c lists them. Exit codes: 0 ok, 1 the
+ * work failed (invalid file, failed expectation), 2 usage error. */
+#ifndef OTALAB_CLI_H
+#define OTALAB_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+typedef struct {
+  const char *name;
+  const char *summary; /* one line for `otalab --help` */
+  int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} cli_cmd_t;
+
+/* Read a whole file into a malloc'd buffer (caller frees). 0 or -errno-ish OTA_E*. */
+int cli_read_file(const char *path, uint8_t **buf, size_t *len);
+/* Write a file atomically (temp + rename). */
+int cli_write_file(const char *path, const uint8_t *buf, size_t len);
+/* Default catalogue path: $OTALAB_CATALOG, else the source tree's, else
+ * /usr/share/otalab/electron.json. */
+const char *cli_default_catalog(void);
+/* Parse "8K", "128k", "1M", "4096" into bytes; -1 on error. */
+long cli_parse_size(const char *s);
+
+#endif
