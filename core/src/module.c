@@ -98,11 +98,11 @@ static int score_prefix(const uint8_t *buf, size_t len, size_t off) {
   if (off + OTA_MODULE_HDR_SIZE > len)
     return 0;
   read_info(buf + off, &in);
-  if (in.end <= in.start || in.func == OTA_FN_NONE)
+  if (in.end <= in.start)
     return 0;
   int score = 1;
   score += in.platform == OTA_PLATFORM_ELECTRON;
-  score += in.func <= FN_MAX_KNOWN;
+  score += in.func != OTA_FN_NONE && in.func <= FN_MAX_KNOWN;
   score += in.dep1.func <= FN_MAX_KNOWN;
   score += in.dep2.func <= FN_MAX_KNOWN;
   score += dep_sane(&in.dep1) && dep_sane(&in.dep2);

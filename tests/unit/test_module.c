@@ -189,6 +189,7 @@ typedef enum {
   MUT_END_SHORT,
   MUT_END_LONG,
   MUT_FUNC9,
+  MUT_FUNC0,
   MUT_DEP_EMPTY_INDEX,
   MUT_TOO_BIG,
   MUT_SHA_ONLY,
@@ -222,6 +223,8 @@ static def_case_t def_cases[] = {
      OTA_MODDEF_TRUNCATED, 1, "truncated: file has"},
     {"function 9", OTA_FN_USER, 1, MUT_FUNC9, OTA_MODDEF_FUNC | OTA_MODDEF_ADDR,
      1, "unknown module function 9"},
+    {"function none", OTA_FN_SYSTEM, 3, MUT_FUNC0,
+     OTA_MODDEF_FUNC | OTA_MODDEF_ADDR, 1, "module function is none (0)"},
     {"empty dependency with index 1", OTA_FN_SYSTEM, 1, MUT_DEP_EMPTY_INDEX,
      OTA_MODDEF_DEP, 1, "dependency 2 has function none but index 1"},
     {"130 KB module", OTA_FN_SYSTEM, 2, MUT_TOO_BIG,
@@ -293,6 +296,10 @@ ParameterizedTest(def_case_t *c, module, defects) {
     break;
   case MUT_FUNC9:
     h[14] = 9;
+    ota_module_refresh_integrity(buf, len);
+    break;
+  case MUT_FUNC0:
+    h[14] = 0;
     ota_module_refresh_integrity(buf, len);
     break;
   case MUT_DEP_EMPTY_INDEX:

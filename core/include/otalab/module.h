@@ -71,11 +71,11 @@ typedef struct {
  * The header is probed like binary-version-reader does: offsets 0, 0x200,
  * 0x184, 0xC0, 0x10C, then every 4 bytes up to 8 KB; each candidate is scored
  * and the first full-score one (or else the best) wins. Unlike
- * binary-version-reader, a header whose end lies beyond the file still
- * qualifies, so that a truncated file parses and ota_module_validate() can say
- * so. `out` is a view into `buf`. Returns 0, OTA_EINVAL (NULL args), OTA_ETRUNC
- * (shorter than a header plus suffix, 72 bytes) or OTA_EHEADER (no plausible
- * header). Does not judge validity: see ota_module_validate(). */
+ * binary-version-reader, a header whose end lies beyond the file, or whose
+ * function is none, still qualifies, so that ota_module_validate() can name
+ * those defects. `out` is a view into `buf`. Returns 0, OTA_EINVAL (NULL args),
+ * OTA_ETRUNC (shorter than a header plus suffix, 72 bytes) or OTA_EHEADER (no
+ * plausible header). Does not judge validity: see ota_module_validate(). */
 int ota_module_parse(const uint8_t *buf, size_t len, ota_module_t *out);
 
 /* Every defect ota_module_validate() can report, one bit each. */
