@@ -1,0 +1,398 @@
+/* otalab-server CoAP/DTLS adapter: libcoap 4.3.1 (OpenSSL) endpoint with the
+ * Electron's suite and the Hello/Describe greeting
+ * (PROTOCOL.md 1.1, 1.2, 2.2, 2.3). */
+#include <arpa/inet.h>
+#include <coap3/coap.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "otalab/err.h"
+#include "otalab/log.h"
+#include "srv.h"
+
+/* Exported by libcoap 4.3.1 (VER_3) but declared only in its internal header:
+ * the one way to drop a server session, which sends a DTLS close_notify. */
+void coap_session_disconnected(coap_session_t *session,
+                               coap_nack_reason_t reason);
+
+#define HELLO_LEN 22 /* payload; 29 bytes with the CoAP header, PROTOCOL 2.3   \
+                      */
+#define TOKEN_DESCRIBE 0xD5
+#define TOKEN_HELLO 0x48
+#define PENDING_MAX 64
+
+typedef struct {
+  coap_session_t *s; /* referenced until handled */
+  int refuse;
+} pending_t;
+
+static coap_context_t *ctx;
+static srv_devices_t *devs;
+static coap_dtls_pki_t pki;
+static FILE *keylog;
+static pending_t pending[PENDING_MAX];
+static size_t npending;
+static const uint8_t sid_ctx[] = "otalab-dtls";
+
+static void session_addr(coap_session_t *s, char *buf, size_t cap) {
+  size_t n = coap_print_addr(coap_session_get_addr_remote(s),
+                             (unsigned char *)buf, cap - 1);
+  buf[n < cap ? n : cap - 1] = 0;
+}
+
+static void keylog_cb(const SSL *ssl, const char *line) {
+  (void)ssl;
+  if (keylog) {
+    fprintf(keylog, "%s\n", line);
+    fflush(keylog);
+  }
+}
+
+/* Per-SSL setup: the Electron suite only, P-256 only, a session id context so
+ * OpenSSL will resume sessions, and the NSS key log. */
+static int tls_setup(void *tls, coap_dtls_pki_t *setup) {
+  (void)setup;
+  SSL *ssl = tls;
+  if (!ssl)
+    return 1;
+  if (!SSL_set_cipher_list(ssl, "ECDHE-ECDSA-AES128-CCM8") ||
+      !SSL_set1_groups_list(ssl, "P-256") ||
+      !SSL_set_session_id_context(ssl, sid_ctx, sizeof sid_ctx - 1)) {
+    OTA_LOGE("dtls: cannot restrict the cipher suite");
+    return 0;
+  }
+  if (keylog)
+    SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), keylog_cb);
+  return 1;
+}
+
+/* Full handshakes only; accepts any well-formed client certificate: the key is
+ * bound to a device id at Hello time. */
+static int cn_cb(const char *cn, const uint8_t *der, size_t len,
+                 coap_session_t *s, unsigned depth, int validated, void *arg) {
+  (void)der, (void)arg;
+  char a[64];
+  session_addr(s, a, sizeof a);
+  OTA_LOGD("dtls: %s client certificate CN=%s depth=%u validated=%d (%zu B)", a,
+           cn ? cn : "?", depth, validated, len);
+  return 1;
+}
+
+/* The peer's SubjectPublicKeyInfo from the session's TLS object: works for
+ * full and resumed handshakes (the cert is kept in the SSL_SESSION). */
+static int peer_key(coap_session_t *s, uint8_t *der, size_t cap, size_t *len) {
+  coap_tls_library_t lib;
+  SSL *ssl = coap_session_get_tls(s, &lib);
+  if (!ssl || lib != COAP_TLS_LIBRARY_OPENSSL)
+    return OTA_ESTATE;
+  X509 *crt = SSL_get1_peer_certificate(ssl);
+  if (!crt)
+    return OTA_EAUTH;
+  int err = 0;
+  int n = i2d_PUBKEY(X509_get0_pubkey(crt), NULL);
+  if (n <= 0 || (size_t)n > cap) {
+    err = OTA_EPARSE;
+  } else {
+    uint8_t *p = der;
+    i2d_PUBKEY(X509_get0_pubkey(crt), &p);
+    *len = (size_t)n;
+  }
+  X509_free(crt);
+  return err;
+}
+
+static void queue(coap_session_t *s, int refuse) {
+  if (npending == PENDING_MAX) {
+    OTA_LOGW("coap: greeting queue full, dropping");
+    return;
+  }
+  pending[npending].s = coap_session_reference(s);
+  pending[npending].refuse = refuse;
+  npending++;
+  srv_loop_kick();
+}
+
+static void hnd_hello(coap_resource_t *r, coap_session_t *s,
+                      const coap_pdu_t *req, const coap_string_t *q,
+                      coap_pdu_t *resp) {
+  (void)r, (void)q;
+  size_t len = 0;
+  const uint8_t *p = NULL;
+  char id[SRV_ID_HEX + 1], a[64];
+  uint8_t want[160], got[160];
+  size_t wl = 0, gl = 0;
+
+  session_addr(s, a, sizeof a);
+  coap_get_data(req, &len, &p);
+  if (len < HELLO_LEN || p[8] != 0 || p[9] != SRV_ID_RAW) {
+    OTA_LOGW("coap: %s malformed Hello (%zu bytes), refused", a, len);
+    goto refuse;
+  }
+  for (int i = 0; i < SRV_ID_RAW; i++)
+    snprintf(id + 2 * i, 3, "%02x", p[10 + i]);
+  int err = srv_devices_key(devs, id, want, sizeof want, &wl);
+  if (err) {
+    OTA_LOGW("coap: %s device %s refused: %s", a, id,
+             err == OTA_ENOENT ? "no registered key" : ota_strerror(err));
+    goto refuse;
+  }
+  if ((err = peer_key(s, got, sizeof got, &gl)) != 0) {
+    OTA_LOGW("coap: %s device %s refused: no peer key (%s)", a, id,
+             ota_strerror(err));
+    goto refuse;
+  }
+  if (gl != wl || memcmp(got, want, gl)) {
+    OTA_LOGW("coap: %s device %s refused: DTLS key does not match the "
+             "registered key",
+             a, id);
+    goto refuse;
+  }
+  srv_device_t *d = srv_devices_get(devs, id);
+  if (!d) {
+    OTA_LOGE("coap: device table full, %s refused", id);
+    goto refuse;
+  }
+  srv_device_t *old = srv_devices_by_session(devs, s);
+  if (old && old != d)
+    old->session = NULL, old->connected = 0;
+  d->session = s;
+  d->connected = 1;
+  d->last_heard = time(NULL);
+  d->hellos++;
+  snprintf(d->addr, sizeof d->addr, "%s", a);
+  OTA_LOGI("coap: %s device %s Hello accepted (flags 0x%02x, platform %u), "
+           "connected",
+           a, id, p[5], (unsigned)(p[6] << 8 | p[7]));
+  /* Empty ACK (code 0.00) as the cloud sends; greeting follows from the loop.
+   */
+  queue(s, 0);
+  return;
+refuse:
+  /* No ACK: a NON with code 0 is not sent by libcoap. */
+  coap_pdu_set_type(resp, COAP_MESSAGE_NON);
+  coap_pdu_set_code(resp, COAP_EMPTY_CODE);
+  queue(s, 1);
+}
+
+static void greet(coap_session_t *s) {
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  if (!d)
+    return;
+  uint8_t tok = TOKEN_HELLO;
+  coap_pdu_t *pdu =
+      coap_pdu_init(COAP_MESSAGE_NON, COAP_REQUEST_CODE_POST,
+                    coap_new_message_id(s), coap_session_max_pdu_size(s));
+  if (pdu) {
+    coap_add_token(pdu, 1, &tok);
+    coap_add_option(pdu, COAP_OPTION_URI_PATH, 1, (const uint8_t *)"h");
+    if (coap_send(s, pdu) == COAP_INVALID_MID)
+      OTA_LOGW("coap: %s server Hello not sent", d->id);
+  }
+  tok = TOKEN_DESCRIBE;
+  uint8_t flags = 3; /* system + application (PROTOCOL 2.2) */
+  pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET,
+                      coap_new_message_id(s), coap_session_max_pdu_size(s));
+  if (pdu) {
+    coap_add_token(pdu, 1, &tok);
+    coap_add_option(pdu, COAP_OPTION_URI_PATH, 1, (const uint8_t *)"d");
+    coap_add_option(pdu, COAP_OPTION_URI_QUERY, 1, &flags);
+    if (coap_send(s, pdu) == COAP_INVALID_MID)
+      OTA_LOGW("coap: %s Describe not sent", d->id);
+    else
+      OTA_LOGI("coap: %s sent server Hello and Describe(flags=3)", d->id);
+  }
+}
+
+static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent,
+                                   const coap_pdu_t *rcv,
+                                   const coap_mid_t mid) {
+  (void)sent, (void)mid;
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  if (!d)
+    return COAP_RESPONSE_OK;
+  d->last_heard = time(NULL);
+  coap_bin_const_t tok = coap_pdu_get_token(rcv);
+  if (tok.length == 1 && tok.s[0] == TOKEN_DESCRIBE &&
+      coap_pdu_get_code(rcv) == COAP_RESPONSE_CODE_CONTENT) {
+    size_t len = 0;
+    const uint8_t *p = NULL;
+    coap_get_data(rcv, &len, &p);
+    srv_devices_set_describe(d, (const char *)p, len);
+    OTA_LOGI("coap: %s describe (%zu bytes): %.*s", d->id, len, (int)len,
+             (const char *)p);
+  }
+  return COAP_RESPONSE_OK;
+}
+
+static void on_nack(coap_session_t *s, const coap_pdu_t *sent,
+                    const coap_nack_reason_t reason, const coap_mid_t mid) {
+  (void)sent;
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  OTA_LOGW("coap: %s no answer to mid 0x%04x (reason %d)", d ? d->id : "?",
+           (unsigned)mid, (int)reason);
+}
+
+static void forget(coap_session_t *s, const char *why) {
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  if (!d)
+    return;
+  OTA_LOGI("coap: device %s disconnected (%s)", d->id, why);
+  d->connected = 0;
+  d->session = NULL;
+}
+
+static int on_event(coap_session_t *s, const coap_event_t ev) {
+  switch (ev) {
+  case COAP_EVENT_DTLS_CONNECTED: {
+    char a[64];
+    session_addr(s, a, sizeof a);
+    OTA_LOGI("dtls: %s handshake complete", a);
+    break;
+  }
+  case COAP_EVENT_DTLS_CLOSED:
+    forget(s, "DTLS closed");
+    break;
+  case COAP_EVENT_DTLS_ERROR:
+    forget(s, "DTLS error");
+    break;
+  case COAP_EVENT_SERVER_SESSION_DEL:
+    forget(s, "session deleted");
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+static int read_file(const char *dir, const char *name, char **out) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    OTA_LOGE("cannot open %s", path);
+    return OTA_ENOENT;
+  }
+  *out = malloc(4096);
+  size_t n = *out ? fread(*out, 1, 4095, f) : 0;
+  fclose(f);
+  if (!*out || n == 0) {
+    OTA_LOGE("cannot read %s", path);
+    return OTA_EIO;
+  }
+  (*out)[n] = 0;
+  return 0;
+}
+
+static char *crt_pem, *key_pem;
+
+int srv_coap_setup(const srv_opts_t *o, srv_devices_t *d) {
+  devs = d;
+  coap_startup();
+  coap_set_log_level(o->verbose > 1 ? LOG_DEBUG : LOG_WARNING);
+  coap_dtls_set_log_level(o->verbose > 1 ? LOG_DEBUG : LOG_WARNING);
+  if (!coap_dtls_is_supported()) {
+    OTA_LOGE("libcoap has no DTLS support");
+    return -1;
+  }
+  const char *kl = getenv("SSLKEYLOGFILE");
+  if (kl && *kl && !(keylog = fopen(kl, "a")))
+    OTA_LOGW("cannot open SSLKEYLOGFILE %s", kl);
+  if (read_file(o->keys_dir, "server.crt.pem", &crt_pem) ||
+      read_file(o->keys_dir, "server.key.pem", &key_pem))
+    return -1;
+  ctx = coap_new_context(NULL);
+  if (!ctx)
+    return -1;
+  memset(&pki, 0, sizeof pki);
+  pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+  pki.verify_peer_cert = 1;
+  pki.check_common_ca = 0;
+  pki.allow_self_signed = 1;
+  pki.allow_expired_certs = 1;
+  pki.cert_chain_validation = 1;
+  pki.cert_chain_verify_depth = 2;
+  pki.validate_cn_call_back = cn_cb;
+  pki.additional_tls_setup_call_back = tls_setup;
+  pki.pki_key.key_type = COAP_PKI_KEY_PEM_BUF;
+  pki.pki_key.key.pem_buf.public_cert = (const uint8_t *)crt_pem;
+  pki.pki_key.key.pem_buf.public_cert_len = strlen(crt_pem) + 1;
+  pki.pki_key.key.pem_buf.private_key = (const uint8_t *)key_pem;
+  pki.pki_key.key.pem_buf.private_key_len = strlen(key_pem) + 1;
+  if (!coap_context_set_pki(ctx, &pki)) {
+    OTA_LOGE("cannot load the server key/certificate from %s", o->keys_dir);
+    return -1;
+  }
+  coap_address_t addr;
+  coap_address_init(&addr);
+  addr.addr.sin.sin_family = AF_INET;
+  addr.addr.sin.sin_port = htons((uint16_t)o->coap_port);
+  if (inet_pton(AF_INET, o->bind, &addr.addr.sin.sin_addr) != 1) {
+    OTA_LOGE("--bind %s: not an IPv4 address", o->bind);
+    return -1;
+  }
+  addr.size = sizeof addr.addr.sin;
+  if (!coap_new_endpoint(ctx, &addr, COAP_PROTO_DTLS)) {
+    OTA_LOGE("cannot listen on udp %s:%d", o->bind, o->coap_port);
+    return -1;
+  }
+  coap_resource_t *r = coap_resource_init(coap_make_str_const("h"), 0);
+  coap_register_request_handler(r, COAP_REQUEST_POST, hnd_hello);
+  coap_add_resource(ctx, r);
+  coap_register_response_handler(ctx, on_response);
+  coap_register_nack_handler(ctx, on_nack);
+  coap_register_event_handler(ctx, on_event);
+  coap_context_set_max_idle_sessions(ctx, 4096);
+  int fd = coap_context_get_coap_fd(ctx);
+  return fd < 0 ? -1 : dup(fd);
+}
+
+void srv_coap_io(void) {
+  struct epoll_event ev[32];
+  int n;
+  if (!ctx)
+    return;
+  while ((n = epoll_wait(coap_context_get_coap_fd(ctx), ev, 32, 0)) > 0)
+    coap_io_do_epoll(ctx, ev, (size_t)n);
+}
+
+unsigned srv_coap_timers(void) {
+  if (!ctx)
+    return 1000;
+  /* Handle the queue first: greetings may retransmit, refusals free. */
+  size_t n = npending;
+  npending = 0;
+  for (size_t i = 0; i < n; i++) {
+    coap_session_t *s = pending[i].s;
+    if (pending[i].refuse) {
+      forget(s, "refused");
+      coap_session_disconnected(s, COAP_NACK_NOT_DELIVERABLE);
+    } else if (coap_session_get_state(s) == COAP_SESSION_STATE_ESTABLISHED) {
+      greet(s);
+    }
+    coap_session_release(s);
+  }
+  coap_tick_t now;
+  coap_ticks(&now);
+  unsigned t = coap_io_prepare_epoll(ctx, now);
+  return t == 0 || t > 1000 ? 1000 : t;
+}
+
+void srv_coap_free(void) {
+  for (size_t i = 0; i < npending; i++)
+    coap_session_release(pending[i].s);
+  npending = 0;
+  if (ctx)
+    coap_free_context(ctx);
+  ctx = NULL;
+  free(crt_pem);
+  free(key_pem);
+  crt_pem = key_pem = NULL;
+  if (keylog)
+    fclose(keylog);
+  keylog = NULL;
+}
