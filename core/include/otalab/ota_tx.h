@@ -1,0 +1,181 @@
+/* The cloud's OTA sender: one module to one device over Particle's legacy
+ * chunked transfer, normal and fast mode. Source:
+ * PROTOCOL.md 2.1, 2.2, 2.4, 2.5.
+ *
+ *            start()                       UpdateReady (2.04, our token)
+ *   IDLE ----------> BEGIN ---------------------------+--------------------+
+ *                    |  ^ no reply in begin_timeout:  | normal (flag 0)    |
+ * fast |  +-- resend (begin_tries)      v                    v | +----> CHUNK
+ * WINDOW <------+ ACK 4.00 (no tok)|     ChunkReceived    | 2.04  | (one CON
+ * chunk,  | NON chunks  | or 5.03 (token)  |     2.04: next chunk
+ * +-------+  4.00: resend    | x window,   | v                      last 2.04 |
+ * same chunk)   | gap between | FAILED <---- any timeout,           v v all
+ * sent    | ^          retries spent      DONE_SENT <----------+             |
+ *                   |                             |  ^    |  (CON PUT u) |
+ *                   |  2.04 + {"r":"error"|<0>}   |  |    | 4.00 (missing) |
+ *                   +-----------------------------+  |    v | |  +-- MISSED ---
+ * ChunkMissed -----+ SUCCEEDED <-- 2.04 + none / ok / {"r":0} -----+  no
+ * ChunkMissed in missed_wait: ^ UpdateDone again (one round)
+ *       +-- device's own UpdateDone (<= 0.7.x) in WINDOW, DONE_SENT or MISSED
+ *
+ * A ChunkMissed in WINDOW adds its indexes to the resend set without ending
+ * the round; resend rounds are bounded by max_resend_rounds.
+ *
+ * Effects go to a caller-owned ota_outbox_t (otalab/outbox.h):
+ *   OTA_FX_SEND   one encoded CoAP request to the device (ota_outbox_msg()
+ *                 gives type, code, token, options, payload). Requests carry
+ *                 a fresh 1-byte token each; replies are matched by TOKEN, not
+ *                 message id, so an adapter (libcoap) may assign its own ids,
+ *                 retransmit CONs and ACK the device's CONs itself.
+ *   OTA_FX_EVENT  arg = ota_tx_ev_t, bytes = an ota_tx_report_t (read it with
+ *                 ota_tx_report_get()): PROGRESS (bytes sent of total) and
+ *                 one RESULT when the machine reaches SUCCEEDED or FAILED.
+ *
+ * Ownership: ota_tx_start() keeps a VIEW of the module bytes; the caller keeps
+ * them alive and unchanged until the machine is finished (or re-initialised).
+ * Messages passed in are read during the call only. */
+#ifndef OTALAB_OTA_TX_H
+#define OTALAB_OTA_TX_H
+
+#include "otalab/coap.h"
+#include "otalab/msg.h"
+#include "otalab/outbox.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* X(state, name). */
+#define OTA_TX_STATES(X)                                                       \
+  X(OTA_TX_IDLE, "IDLE")     /* not started */                                 \
+  X(OTA_TX_BEGIN, "BEGIN")   /* UpdateBegin sent, awaiting UpdateReady */      \
+  X(OTA_TX_CHUNK, "CHUNK")   /* normal: awaiting ChunkReceived */              \
+  X(OTA_TX_WINDOW, "WINDOW") /* fast: sending windows of NON chunks */         \
+  X(OTA_TX_DONE_SENT, "DONE_SENT") /* UpdateDone sent, awaiting its ACK */     \
+  X(OTA_TX_MISSED, "MISSED")       /* 4.00 got, awaiting ChunkMissed */        \
+  X(OTA_TX_SUCCEEDED, "SUCCEEDED")                                             \
+  X(OTA_TX_FAILED, "FAILED")
+
+typedef enum {
+#define OTA_TX_STATE_ENUM(s, n) s,
+  OTA_TX_STATES(OTA_TX_STATE_ENUM)
+#undef OTA_TX_STATE_ENUM
+      OTA_TX_STATE_COUNT
+} ota_tx_state_t;
+
+/* Static name of a state ("WINDOW"), "?" when out of range. */
+const char *ota_tx_state_name(ota_tx_state_t s);
+
+/* Tunables. All times in milliseconds of the caller's clock. */
+typedef struct {
+  bool fast;                 /* ask for fast OTA (device may refuse): true */
+  uint16_t chunk_size;       /* 512 (OTA_CHUNK_SIZE) */
+  uint8_t store;             /* UpdateBegin store: OTA_STORE_FIRMWARE */
+  uint32_t address;          /* UpdateBegin address (offset in OTA region): 0 */
+  uint32_t begin_timeout_ms; /* wait for UpdateReady per try: 6000 */
+  uint8_t begin_tries;       /* UpdateBegin attempts: 3 */
+  uint32_t chunk_timeout_ms; /* normal: wait for ChunkReceived: 30000 */
+  uint8_t chunk_retries;     /* normal: resends of one chunk on 4.00: 3 */
+  uint16_t window;           /* fast: NON chunks per window: 16 */
+  uint32_t window_gap_ms;    /* fast: pause between windows: 100 */
+  uint32_t done_timeout_ms;  /* wait for the UpdateDone ACK: 30000 */
+  uint32_t missed_wait_ms;   /* after 4.00, wait for ChunkMissed: 4000 */
+  uint8_t max_resend_rounds; /* ChunkMissed/UpdateDone rounds: 5 */
+  uint32_t total_timeout_ms; /* whole transfer: 600000 */
+  uint8_t token_seed;        /* first token; +1 per request: 1 */
+  uint16_t first_mid;        /* first message id (adapter may replace): 1 */
+} ota_tx_cfg_t;
+
+/* Fill cfg with the defaults listed above (the only place they live). */
+void ota_tx_config_default(ota_tx_cfg_t *cfg);
+
+/* Kinds of OTA_FX_EVENT effects (fx.arg). */
+typedef enum { OTA_TX_EV_PROGRESS = 1, OTA_TX_EV_RESULT = 2 } ota_tx_ev_t;
+
+/* Outcome of a transfer. */
+typedef struct {
+  int err;           /* 0 = success, else OTA_E* (see ota_tx_result()) */
+  uint8_t coap_code; /* the refusing/replying CoAP code (0 if none) */
+  bool device_done;  /* finished by the device's own UpdateDone (<= 0.7) */
+  bool has_done;     /* `done` holds a parsed 2.04 UpdateDone payload */
+  ota_msg_done_result_t done;
+  char why[96]; /* short human reason, "" on success */
+} ota_tx_result_t;
+
+/* Payload of an OTA_FX_EVENT effect. */
+typedef struct {
+  int32_t kind;   /* ota_tx_ev_t */
+  uint32_t sent;  /* distinct module bytes sent (normal: acknowledged) */
+  uint32_t total; /* module length */
+  ota_tx_result_t result; /* RESULT only */
+} ota_tx_report_t;
+
+/* Copy the report of an OTA_FX_EVENT effect out of the outbox arena.
+ * OTA_EINVAL if fx is not an event of this module. */
+int ota_tx_report_get(const ota_outbox_t *ob, const ota_fx_t *fx,
+                      ota_tx_report_t *rep);
+
+#define OTA_TX_MAX_CHUNKS 4096 /* resend bitmap size: 128 KB / 32 B chunks */
+
+typedef struct {
+  ota_tx_cfg_t cfg;
+  ota_tx_state_t state;
+  const uint8_t *mod; /* view, caller-owned */
+  uint32_t len;
+  uint16_t chunk_size;
+  uint32_t nchunks;
+  bool fast; /* as agreed by UpdateReady */
+  uint8_t next_token;
+  uint16_t next_mid;
+  uint8_t cur_token;  /* token of the request whose reply we await */
+  uint32_t cur_chunk; /* normal: chunk in flight; fast: scan position */
+  uint8_t tries;      /* begin tries or retries of the current chunk */
+  uint8_t rounds;     /* resend rounds used */
+  uint32_t sent_bytes;
+  uint64_t deadline;                      /* state timer, UINT64_MAX none */
+  uint64_t give_up;                       /* start + total_timeout_ms */
+  uint8_t pending[OTA_TX_MAX_CHUNKS / 8]; /* fast: chunks still to send */
+  uint8_t once[OTA_TX_MAX_CHUNKS / 8];    /* fast: chunks sent at least once */
+  uint32_t npending;
+  ota_tx_result_t result;
+  /* counters for logs and tests */
+  uint32_t n_chunks_sent, n_resent, n_done_sent;
+} ota_tx_t;
+
+/* Reset to IDLE with cfg (copied; NULL = defaults). Cannot fail. */
+void ota_tx_init(ota_tx_t *tx, const ota_tx_cfg_t *cfg);
+/* Forget the module view and go IDLE (no effects). Safe twice. */
+void ota_tx_free(ota_tx_t *tx);
+
+/* Start sending mod[0..len) (view kept, see above): emits the CON UpdateBegin.
+ * OTA_ETOOBIG if len > OTA_STAGING_SIZE, OTA_EINVAL for len 0, NULL or a
+ * chunk size giving more than OTA_TX_MAX_CHUNKS chunks, OTA_ESTATE unless
+ * IDLE, OTA_ENOBUFS if the outbox is full. Nothing changes on error. */
+int ota_tx_start(ota_tx_t *tx, const uint8_t *mod, size_t len, uint64_t now_ms,
+                 ota_outbox_t *out);
+
+/* A message from the device (decoded; read during the call only). Replies
+ * not belonging to this transfer are logged and ignored (return 0). Returns
+ * 0 or OTA_ENOBUFS (outbox full: the adapter's outbox is too small). */
+int ota_tx_on_message(ota_tx_t *tx, const ota_coap_msg_t *in, uint64_t now_ms,
+                      ota_outbox_t *out);
+
+/* Time passed: run due timers (next window, retries, timeouts). 0 or
+ * OTA_ENOBUFS. Calling it early is harmless. */
+int ota_tx_on_timer(ota_tx_t *tx, uint64_t now_ms, ota_outbox_t *out);
+
+/* When ota_tx_on_timer() next has work, UINT64_MAX when none. */
+uint64_t ota_tx_next_deadline(const ota_tx_t *tx);
+
+/* True in SUCCEEDED or FAILED. */
+bool ota_tx_finished(const ota_tx_t *tx);
+/* The outcome; meaningful once finished (err OTA_ESTATE before that).
+ * Failures: OTA_EREFUSED (UpdateBegin refused; coap_code 4.00 or 5.03, or
+ * another error code to UpdateDone), OTA_ETIMEDOUT, OTA_ECRC (a normal chunk
+ * rejected chunk_retries+1 times), OTA_EPROTO (unexpected reply), the error
+ * the device reported after validation (ota_rx_err_from_syserr() of its
+ * code, e.g. OTA_EDEPFAIL for -1340; done.code holds the device code), or
+ * OTA_EFULL (resend rounds spent). Pointer into tx. */
+const ota_tx_result_t *ota_tx_result(const ota_tx_t *tx);
+
+#endif
