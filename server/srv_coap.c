@@ -20,8 +20,9 @@
 void coap_session_disconnected(coap_session_t *session,
                                coap_nack_reason_t reason);
 
-#define HELLO_LEN 22 /* payload; 29 bytes with the CoAP header, PROTOCOL 2.3   \
-                      */
+#define HELLO_LEN                                                              \
+  22 /* payload; 29 bytes with the CoAP header, PROTOCOL 2.3                   \
+      */
 #define TOKEN_DESCRIBE 0xD5
 #define TOKEN_HELLO 0x48
 #define PENDING_MAX 64
@@ -66,6 +67,9 @@ static int tls_setup(void *tls, coap_dtls_pki_t *setup) {
     OTA_LOGE("dtls: cannot restrict the cipher suite");
     return 0;
   }
+  /* Server-side session cache, no tickets: resumption by session id keeps
+   * the device's ClientHello small (a ticket holds its certificate). */
+  SSL_set_options(ssl, SSL_OP_NO_TICKET);
   if (keylog)
     SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), keylog_cb);
   return 1;
