@@ -409,7 +409,8 @@ static int on_chunk(ota_rx_t *rx, const ota_coap_msg_t *in, uint64_t now,
   return 0;
 }
 
-static int on_done(ota_rx_t *rx, const ota_coap_msg_t *in, ota_outbox_t *out) {
+static int on_done(ota_rx_t *rx, const ota_coap_msg_t *in, uint64_t now,
+                   ota_outbox_t *out) {
   if (rx->state != OTA_RX_RECEIVING && rx->state != OTA_RX_MISSING) {
     rx->n_ignored++;
     OTA_LOGI("ota_rx: UpdateDone while %s: acknowledged and ignored",
@@ -424,6 +425,7 @@ static int on_done(ota_rx_t *rx, const ota_coap_msg_t *in, ota_outbox_t *out) {
       rc = send_missed(rx, out);
     if (rc)
       return rc;
+    rx->last_chunk_ms = now; /* the 3 s repeat counts from this list */
     if (rx->cfg.device_done && rx->state != OTA_RX_MISSING)
       set_state(rx, OTA_RX_MISSING, "UpdateDone with chunks missing");
     return 0;
@@ -457,7 +459,7 @@ int ota_rx_on_message(ota_rx_t *rx, const ota_coap_msg_t *in, uint64_t now_ms,
   case OTA_MSG_CHUNK:
     return on_chunk(rx, in, now_ms, out);
   case OTA_MSG_UPDATE_DONE:
-    return on_done(rx, in, out);
+    return on_done(rx, in, now_ms, out);
   default:
     return 0;
   }
