@@ -225,7 +225,7 @@ int ota_msg_hello_encode(const ota_msg_hello_t *h, uint8_t *out, size_t cap,
                          size_t *len) {
   if (!h || !out || !len || h->id_len != OTA_DEVICE_ID_LEN)
     return OTA_EINVAL;
-  if (cap < OTA_HELLO_LEN)
+  if (cap < OTA_MSG_HELLO_PAYLOAD_LEN)
     return OTA_ENOBUFS;
   ota_put_be16(out, h->product_id);
   ota_put_be16(out + 2, h->product_version);
@@ -234,7 +234,7 @@ int ota_msg_hello_encode(const ota_msg_hello_t *h, uint8_t *out, size_t cap,
   ota_put_be16(out + 6, h->platform_id);
   ota_put_be16(out + 8, h->id_len);
   memcpy(out + 10, h->device_id, OTA_DEVICE_ID_LEN);
-  *len = OTA_HELLO_LEN;
+  *len = OTA_MSG_HELLO_PAYLOAD_LEN;
   return 0;
 }
 

@@ -32,9 +32,10 @@ typedef enum {
  * machines match them by token. */
 #define OTA_MSG_KINDS(X)                                                       \
   X(OTA_MSG_UNKNOWN, "UNKNOWN")                                                \
-  X(OTA_MSG_PING, "PING")             /* CON 0.00 */                           \
-  X(OTA_MSG_ACK, "ACK")               /* empty ACK 0.00 */                     \
-  X(OTA_MSG_ACK_RESPONSE, "ACK_RESP") /* piggy-backed response in an ACK */    \
+  X(OTA_MSG_PING, "PING") /* CON 0.00 */                                       \
+  X(OTA_MSG_ACK, "ACK")   /* empty ACK 0.00 */                                 \
+  X(OTA_MSG_ACK_RESPONSE,                                                      \
+    "ACK_RESPONSE") /* piggy-backed response in an ACK */                      \
   X(OTA_MSG_RST, "RST")                                                        \
   X(OTA_MSG_HELLO, "HELLO")               /* POST h, both directions */        \
   X(OTA_MSG_DESCRIBE, "DESCRIBE")         /* GET d (C->D), POST d (D->C) */    \
@@ -119,7 +120,11 @@ int ota_msg_build_separate_response(ota_coap_msg_t *m, ota_coap_type_t type,
 #define OTA_HELLO_FLAG_GOODBYE 0x10
 #define OTA_HELLO_FLAG_DEVICE_DESCRIBE 0x20
 #define OTA_DEVICE_ID_LEN 12
-#define OTA_HELLO_LEN 29 /* 17 + 12 */
+/* PROTOCOL.md 2.3's "17 + 12 = 29 bytes" is the whole datagram (7 bytes of
+ * header, 'h' and marker + 10 fixed payload bytes + 12-byte id); its offset
+ * table gives a 22-byte payload. */
+#define OTA_MSG_HELLO_PAYLOAD_LEN 22  /* payload */
+#define OTA_MSG_HELLO_DATAGRAM_LEN 29 /* whole Hello datagram, no token */
 
 typedef struct {
   uint16_t product_id;      /* 0xFFFF = none */
@@ -131,7 +136,7 @@ typedef struct {
   uint8_t device_id[OTA_DEVICE_ID_LEN];
 } ota_msg_hello_t;
 
-/* Write the 29-byte payload into out (cap >= 29); returns bytes written via
+/* Write the 22-byte payload into out (cap >= 22); returns bytes written via
  * *len. OTA_ENOBUFS if cap is small, OTA_EINVAL if id_len != 12. */
 int ota_msg_hello_encode(const ota_msg_hello_t *h, uint8_t *out, size_t cap,
                          size_t *len);
