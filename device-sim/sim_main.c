@@ -47,7 +47,8 @@ static void w_head(coap_w_t *w, int type, uint8_t code, uint16_t mid,
   w->b[1] = code;
   w->b[2] = (uint8_t)(mid >> 8);
   w->b[3] = (uint8_t)mid;
-  memcpy(w->b + 4, tok, tkl);
+  if (tkl)
+    memcpy(w->b + 4, tok, tkl);
   w->n = 4 + tkl;
   w->last_opt = 0;
 }
