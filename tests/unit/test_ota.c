@@ -333,6 +333,11 @@ ParameterizedTest(ota_case_t *c, ota, transfer) {
   }
 
   const ota_tx_result_t *r = ota_tx_result(&W.tx);
+  cr_log_info("%s: %s after %llu virtual ms, %u chunk sends (%u resent), "
+              "%u rounds, %u ChunkMissed",
+              c->name, ota_strerror_name(r->err),
+              (unsigned long long)(W.now - 1000), W.tx.n_chunks_sent,
+              W.tx.n_resent, W.tx.rounds, W.rx.n_missed_sent);
   cr_assert_eq(r->err, c->want_err, "%s: result %s (%s), want %s", c->name,
                ota_strerror_name(r->err), r->why,
                ota_strerror_name(c->want_err));

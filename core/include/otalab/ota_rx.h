@@ -1,20 +1,21 @@
 /* The device's OTA receiver (Device OS chunked_transfer.cpp as PROTOCOL.md
- * 2.4-2.5 describes it, per release: 0.5.x ... 3.x on the Electron).
- *
- *                 UpdateBegin accepted: empty ACK + UpdateReady (CON 2.04)
- *   IDLE ------------------------------------------------> RECEIVING <-----+
- *    ^ ^  UpdateBegin refused: ACK 4.00 / 5.03 (stay)       |  |  ^ Chunk   |
- *    | |  Chunk / UpdateDone: ACK, ignore                   |  |  +-------+ |
- *    | |                                                    |  | new
- * UpdateBegin: | +---- reset() (reconnect) from any state             |  |
- * restart from 0 |                          UpdateDone, chunks missing: |  | |
- * ACK 4.00 + ChunkMissed      |  | UpdateDone, all |                   (>= 0.8:
- * stay RECEIVING)           |  | chunks present: |                   (<= 0.7:
- * MISSING)                  v  v verify, ACK 2.04 | MISSING ----> DONE (payload
- * form), |   last missing chunk arrived (<= 0.7): own          APPLY or REJECT,
- *    |   UpdateDone (CON PUT u), verify, APPLY/REJECT      REBOOT
- *    |   3 s without a chunk: ChunkMissed again
- *    +---------- reset() after the reboot ------------------+
+ * 2.4-2.5 describes it, per release: 0.5.x ... 3.x on the Electron). */
+// clang-format off
+/*
+ *       UpdateBegin accepted: empty ACK + UpdateReady (CON 2.04, fast flag)
+ *  IDLE ----------------------------------------------> RECEIVING <--+
+ *   ^ |  UpdateBegin refused: ACK 4.00 or 5.03, stay     | |   | Chunk,
+ *   | |  Chunk, UpdateDone: ACK and ignore               | |   | new
+ *   | +--<--                                             | |   | Begin:
+ *   |         UpdateDone, chunks missing: ACK 4.00 +     | |---+ from 0
+ *   |         ChunkMissed; >= 0.8 stays RECEIVING,       | |
+ *   |         <= 0.7.x goes MISSING                      | | UpdateDone, all
+ *   |                                                    v | there: verify,
+ *   |          MISSING --- last missing chunk (<= 0.7):    v ACK 2.04 + form
+ *   |            | ^       own UpdateDone, verify ----> DONE --> APPLY or
+ *   |            +-+ 3 s without a chunk:               |       REJECT,
+ *   |                ChunkMissed again                  |       REBOOT
+ *   +------ reset() (reconnect, reboot) from any state -+
  *
  * Effects go to a caller-owned ota_outbox_t (otalab/outbox.h):
  *   OTA_FX_SEND         an encoded reply/request to the cloud. ACKs carry the
@@ -35,6 +36,7 @@
  *
  * Ownership: messages are read during the call only; cfg.staging is a
  * read-only view of the adapter's buffer. */
+// clang-format on
 #ifndef OTALAB_OTA_RX_H
 #define OTALAB_OTA_RX_H
 

@@ -1,22 +1,22 @@
 /* The cloud's OTA sender: one module to one device over Particle's legacy
- * chunked transfer, normal and fast mode. Source:
- * PROTOCOL.md 2.1, 2.2, 2.4, 2.5.
- *
- *            start()                       UpdateReady (2.04, our token)
- *   IDLE ----------> BEGIN ---------------------------+--------------------+
- *                    |  ^ no reply in begin_timeout:  | normal (flag 0)    |
- * fast |  +-- resend (begin_tries)      v                    v | +----> CHUNK
- * WINDOW <------+ ACK 4.00 (no tok)|     ChunkReceived    | 2.04  | (one CON
- * chunk,  | NON chunks  | or 5.03 (token)  |     2.04: next chunk
- * +-------+  4.00: resend    | x window,   | v                      last 2.04 |
- * same chunk)   | gap between | FAILED <---- any timeout,           v v all
- * sent    | ^          retries spent      DONE_SENT <----------+             |
- *                   |                             |  ^    |  (CON PUT u) |
- *                   |  2.04 + {"r":"error"|<0>}   |  |    | 4.00 (missing) |
- *                   +-----------------------------+  |    v | |  +-- MISSED ---
- * ChunkMissed -----+ SUCCEEDED <-- 2.04 + none / ok / {"r":0} -----+  no
- * ChunkMissed in missed_wait: ^ UpdateDone again (one round)
- *       +-- device's own UpdateDone (<= 0.7.x) in WINDOW, DONE_SENT or MISSED
+ * chunked transfer, normal and fast mode. Source: PROTOCOL.md 2.1-2.5. */
+// clang-format off
+/*
+ *  IDLE -start()-> BEGIN --- UpdateReady (2.04, our token) ---+
+ *                  | ^ no UpdateReady in begin_timeout: flag 0 | flag 1
+ *                  | +-- UpdateBegin again (begin_tries)       v       v
+ *  ACK 4.00 no tok |                     2.04: next +----- CHUNK   WINDOW <-+
+ *  ACK 5.03 token  |                     4.00: same +----->  |      |       |
+ *                  v                             last 2.04   |      | NON   |
+ *               FAILED <-- timeouts, retries, rounds spent   v      v x N   |
+ *                  ^                                  DONE_SENT <---+ +gap  |
+ *                  +--- 2.04 {"r":"error"}, {"r":<0} ---+  ^  |             |
+ *                                                       |  |  | 4.00        |
+ *  SUCCEEDED <--- 2.04 none, {"r":"ok"..}, {"r":0} -----+  |  v             |
+ *      ^                          no ChunkMissed in wait:  +- MISSED -------+
+ *      |                          UpdateDone again           ChunkMissed:
+ *      +-- device's own UpdateDone (<= 0.7.x)                resend round
+ *          in WINDOW, DONE_SENT or MISSED
  *
  * A ChunkMissed in WINDOW adds its indexes to the resend set without ending
  * the round; resend rounds are bounded by max_resend_rounds.
@@ -34,6 +34,7 @@
  * Ownership: ota_tx_start() keeps a VIEW of the module bytes; the caller keeps
  * them alive and unchanged until the machine is finished (or re-initialised).
  * Messages passed in are read during the call only. */
+// clang-format on
 #ifndef OTALAB_OTA_TX_H
 #define OTALAB_OTA_TX_H
 
