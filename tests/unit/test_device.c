@@ -310,6 +310,25 @@ Test(device, safe_mode_then_heal_to_062) {
   ota_device_free(&d);
 }
 
+/* A user app needing a newer system is accepted by OTA (dependencies of user
+ * modules are optional at UpdateDone) and the next boot is safe mode. */
+Test(device, user_app_ota_then_safe_mode) {
+  ota_device_t d;
+  img_t old = user_app(105, 0xFFFF, 4), newer = user_app(108, 0xFFFF, 5);
+  provision(&d, "0.6.1", &old);
+  cr_assert_eq(boot(&d, OTA_RESET_POWER_DOWN), OTA_DEV_RUNNING_APP);
+  cr_assert_eq(ota_device_verify_staged(&d, newer.buf, newer.len, NULL, 0), 0);
+  cr_assert_eq(ota_device_queue_staged(&d, newer.buf, newer.len), 0);
+  cr_assert_eq(d.npending, 1);
+  cr_assert_eq(ota_device_slot_version(&d, OTA_SLOT_USER), 4, "not yet");
+  cr_assert_eq(boot(&d, OTA_RESET_UPDATE), OTA_DEV_SAFE_MODE);
+  cr_assert_eq(ota_device_slot_version(&d, OTA_SLOT_USER), 5);
+  cr_assert(has_event(&d, "spark/device/safemode", ""));
+  free(old.buf);
+  free(newer.buf);
+  ota_device_free(&d);
+}
+
 /* Out of dependency order: s/1 of 0.6.2 needs s/3 >= 108. */
 Test(device, system_dependency_refused) {
   ota_device_t d;
@@ -404,6 +423,7 @@ Test(device, stepping_stone_048_053_062) {
   cr_assert_str_eq(ota_device_release_name(&d), "0.6.2");
   cr_assert_eq(ota_device_slot_version(&d, OTA_SLOT_BOOT), 11,
                "s/3 108 brought bootloader 11");
+  free(app.buf);
   ota_device_free(&d);
 }
 
@@ -414,7 +434,8 @@ Test(device, to_070_bootloader_upgrade_and_downgrade) {
   provision(&d, "0.6.2", NULL);
   boot(&d, OTA_RESET_POWER_DOWN);
   cr_assert_eq(ota(&d, "0.7.0", OTA_FN_SYSTEM, 3), OTA_EDEPFAIL);
-  provision(&d, "0.6.4", NULL);
+  cr_assert_eq(ota_device_provision(&d, "0.6.4", NULL, NULL, NULL, 0), 0);
+  cr_assert_eq(d.state, OTA_DEV_OFF, "re-provisioning powers off");
   boot(&d, OTA_RESET_POWER_DOWN);
   cr_assert_eq(ota(&d, "0.7.0", OTA_FN_SYSTEM, 3), 0);
   ota_boot_result_t r;
@@ -521,7 +542,7 @@ Test(device, bootloader_written_at_once) {
   cr_assert_eq(r.applied, 0);
   cr_assert_eq(ota_device_slot_version(&d, OTA_SLOT_BOOT), 12);
   /* 0.5.x cannot take a bootloader by OTA */
-  provision(&d, "0.5.3", NULL);
+  cr_assert_eq(ota_device_provision(&d, "0.5.3", NULL, NULL, NULL, 0), 0);
   boot(&d, OTA_RESET_POWER_DOWN);
   cr_assert_eq(ota_device_verify_staged(&d, buf, len, NULL, 0),
                OTA_EUNSUPPORTED);
@@ -558,7 +579,7 @@ Test(device, hello_payload_and_release_flags) {
   cr_assert_eq(memcmp(h + 10, devid, 12), 0);
   cr_assert(has_event(&d, "particle/device/updates/enabled", "true"));
   ota_device_free(&d);
-  provision(&d, "0.6.1", NULL);
+  provision(&d, "0.6.1", NULL); /* after ota_device_free */
   boot(&d, OTA_RESET_POWER_DOWN);
   ota_device_hello_payload(&d, h);
   cr_assert_eq((h[0] << 8) | h[1], 0xFFFF, "no app: no product");
