@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "otalab/catalog.h"
 #include "otalab/device.h"
 #include "otalab/err.h"
 #include "otalab/log.h"
@@ -100,10 +101,7 @@ typedef struct {
 
 /* Module bytes of catalogue module (func,index) of release `rel`. */
 static img_t part(const char *rel, uint8_t f, uint8_t n) {
-  const ota_cat_release_t *r = NULL;
-  for (size_t i = 0; i < cat.nreleases; i++)
-    if (!strcmp(rels[i].name, rel))
-      r = &rels[i];
+  const ota_cat_release_t *r = ota_catalog_find(&cat, rel);
   cr_assert_not_null(r, "release %s", rel);
   for (int i = 0; i < r->nmodules; i++)
     if (r->modules[i].id.func == f && r->modules[i].id.index == n) {
@@ -720,5 +718,116 @@ Test(device, save_load_round_trip) {
   free(blob);
   free(app.buf);
   ota_device_free(&e);
+  ota_device_free(&d);
+}
+
+/* ---- the same rules on the real catalogue (fixtures/catalog/electron.json) --
+ */
+
+static void setup_fixture(void) {
+  ota_log_set(quiet, NULL, OTA_LOG_DEBUG);
+  char err[200] = "";
+  ota_catalog_init(&cat);
+  int rc = ota_catalog_load_file(
+      &cat, OTALAB_SOURCE_DIR "/fixtures/catalog/electron.json", err,
+      sizeof err);
+  cr_assert_eq(rc, 0, "catalogue: %s", err);
+}
+
+static void teardown_fixture(void) {
+  ota_catalog_free(&cat);
+}
+
+TestSuite(device_catalog, .init = setup_fixture, .fini = teardown_fixture);
+
+/* Every release provisions, boots and checks healthy with an app built for it.
+ */
+Test(device_catalog, every_release_boots_healthy) {
+  cr_assert_gt(cat.nreleases, 20);
+  for (size_t i = 0; i < cat.nreleases; i++) {
+    const ota_cat_release_t *r = &cat.releases[i];
+    ota_device_t d;
+    img_t app = user_app(r->system_version, 0xFFFF, 3);
+    provision(&d, r->name, &app);
+    ota_boot_result_t br;
+    ota_device_boot(&d, OTA_RESET_POWER_DOWN, &br);
+    cr_assert_eq(br.state, OTA_DEV_RUNNING_APP, "%s: %s", r->name, br.why);
+    cr_assert_str_eq(ota_device_release_name(&d), r->name);
+    cr_assert_eq(br.bootloader_reflashed, 0, "%s: own bootloader kept",
+                 r->name);
+    for (int s = 0; s < OTA_SLOT_FACTORY; s++)
+      cr_assert_eq(d.check[s].vv,
+                   s == OTA_SLOT_S3 && r->nparts == 2 ? 0 : OTA_VALID_ALL,
+                   "%s slot %d vv 0x%02x", r->name, s, d.check[s].vv);
+    uint8_t h[OTA_HELLO_LEN];
+    ota_device_hello_payload(&d, h);
+    cr_assert_eq(h[5], r->behaviour.hello_flags, "%s hello flags", r->name);
+    free(app.buf);
+    ota_device_free(&d);
+  }
+}
+
+typedef struct {
+  char from[16];
+  char to[16];
+  /* system parts in delivery order, by file (part1, part2, part3) */
+  int expect_state; /* after the last part */
+} heal_case_t;
+
+static heal_case_t heal_cases[] = {
+    {"0.6.1", "0.6.2", OTA_DEV_RUNNING_APP},
+    {"0.6.4", "0.7.0", OTA_DEV_RUNNING_APP},
+    {"1.5.2", "2.3.1", OTA_DEV_RUNNING_APP},
+    {"0.5.3", "0.6.0", OTA_DEV_RUNNING_APP},
+    {"0.5.1", "0.6.0", OTA_DEV_HARD_FAULT_LOOP},
+};
+
+ParameterizedTestParameters(device_catalog, heal_in_file_order) {
+  return cr_make_param_array(heal_case_t, heal_cases,
+                             sizeof heal_cases / sizeof heal_cases[0]);
+}
+
+/* Deliver the target's system parts in file order, one per boot, with a user
+ * app built for the target: safe mode until the last part (PROTOCOL 5.2, 7). */
+ParameterizedTest(heal_case_t *c, device_catalog, heal_in_file_order) {
+  const ota_cat_release_t *to = ota_catalog_find(&cat, c->to);
+  cr_assert_not_null(to);
+  ota_device_t d;
+  img_t app = user_app(to->system_version, 0xFFFF, 3);
+  provision(&d, c->from, &app);
+  cr_assert_eq(boot(&d, OTA_RESET_POWER_DOWN), OTA_DEV_SAFE_MODE);
+  ota_boot_result_t br = {0};
+  int accepted = 0;
+  for (int i = 0; i < to->nmodules; i++) {
+    const ota_cat_module_t *m = &to->modules[i];
+    if (m->id.func != OTA_FN_SYSTEM)
+      continue;
+    img_t im;
+    cr_assert_eq(ota_device_build_module(NULL, m, &im.buf, &im.len), 0);
+    char why[200];
+    int rc = ota_device_verify_staged(&d, im.buf, im.len, why, sizeof why);
+    if (rc == 0) {
+      cr_assert_eq(ota_device_queue_staged(&d, im.buf, im.len), 0);
+      accepted++;
+      cr_assert_eq(ota_device_boot(&d, OTA_RESET_UPDATE, &br), 0);
+    } else {
+      /* only the 0.5.1 device refuses: s/3 is unknown to its HAL */
+      cr_assert_eq(c->expect_state, OTA_DEV_HARD_FAULT_LOOP, "%s: %s", m->file,
+                   why);
+      cr_assert_eq(m->id.index, 3);
+    }
+    free(im.buf);
+    if (br.state == OTA_DEV_HARD_FAULT_LOOP)
+      break;
+  }
+  cr_assert_eq(br.state, c->expect_state, "%s -> %s: %s", c->from, c->to,
+               br.why);
+  if (c->expect_state == OTA_DEV_RUNNING_APP) {
+    cr_assert_eq(accepted, to->nparts);
+    cr_assert_str_eq(ota_device_release_name(&d), to->name);
+    cr_assert_geq(ota_device_slot_version(&d, OTA_SLOT_BOOT),
+                  to->bootloader_version);
+  }
+  free(app.buf);
   ota_device_free(&d);
 }
