@@ -75,42 +75,21 @@ static void whyf(char *why, size_t whylen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* ---- catalogue look-ups (plain loops over the public arrays) ------------- */
+/* ---- catalogue look-ups (NULL-tolerant wrappers) ------------------------ */
 
 static const ota_cat_release_t *rel_by_sysver(const ota_catalog_t *cat,
                                               uint16_t v) {
-  if (!cat || !v)
-    return NULL;
-  for (size_t i = 0; i < cat->nreleases; i++)
-    if (cat->releases[i].system_version == v)
-      return &cat->releases[i];
-  return NULL;
+  return cat && v ? ota_catalog_find_sysver(cat, v) : NULL;
 }
 
 static const ota_cat_release_t *rel_by_name(const ota_catalog_t *cat,
                                             const char *name) {
-  if (!cat || !name)
-    return NULL;
-  for (size_t i = 0; i < cat->nreleases; i++)
-    if (!strcmp(cat->releases[i].name, name))
-      return &cat->releases[i];
-  if (strchr(name, '-'))
-    return NULL;
-  size_t n = strlen(name);
-  for (size_t i = 0; i < cat->nreleases; i++) {
-    const char *r = cat->releases[i].name;
-    if (!strncmp(r, name, n) && r[n] == '-')
-      return &cat->releases[i];
-  }
-  return NULL;
+  return cat && name ? ota_catalog_find(cat, name) : NULL;
 }
 
 static const ota_cat_module_t *rel_module(const ota_cat_release_t *rel,
                                           uint8_t func, uint8_t index) {
-  for (int i = 0; rel && i < rel->nmodules && i < OTA_CAT_MAX_MODULES; i++)
-    if (rel->modules[i].id.func == func && rel->modules[i].id.index == index)
-      return &rel->modules[i];
-  return NULL;
+  return rel ? ota_release_module(rel, func, index) : NULL;
 }
 
 /* ---- module views -------------------------------------------------------- */
