@@ -583,7 +583,7 @@ int ota_device_boot(ota_device_t *dev, ota_reset_t reason,
     st = OTA_DEV_NO_APP;
     snprintf(out->why, sizeof out->why, "no user app");
   } else if (dev->check[OTA_SLOT_USER].vv != dev->check[OTA_SLOT_USER].vc) {
-    ota_module_info_t in;
+    ota_module_info_t in = {0};
     info_of(dev->slot[OTA_SLOT_USER].buf, dev->slot[OTA_SLOT_USER].len, &in);
     st = OTA_DEV_SAFE_MODE;
     if (!(dev->check[OTA_SLOT_USER].vv & OTA_VALID_DEPS))
