@@ -13,6 +13,7 @@
 
 #include "otalab/err.h"
 #include "otalab/log.h"
+#include "otalab/msg.h"
 #include "srv.h"
 
 /* Exported by libcoap 4.3.1 (VER_3) but declared only in its internal header:
@@ -20,9 +21,6 @@
 void coap_session_disconnected(coap_session_t *session,
                                coap_nack_reason_t reason);
 
-#define HELLO_LEN                                                              \
-  22 /* payload; 29 bytes with the CoAP header, PROTOCOL 2.3                   \
-      */
 #define TOKEN_DESCRIBE 0xD5
 #define TOKEN_HELLO 0x48
 #define PENDING_MAX 64
@@ -133,12 +131,14 @@ static void hnd_hello(coap_resource_t *r, coap_session_t *s,
 
   session_addr(s, a, sizeof a);
   coap_get_data(req, &len, &p);
-  if (len < HELLO_LEN || p[8] != 0 || p[9] != SRV_ID_RAW) {
+  ota_msg_hello_t h;
+  if (len < OTA_MSG_HELLO_PAYLOAD_LEN || ota_msg_hello_parse(p, len, &h) ||
+      h.id_len != SRV_ID_RAW) {
     OTA_LOGW("coap: %s malformed Hello (%zu bytes), refused", a, len);
     goto refuse;
   }
   for (int i = 0; i < SRV_ID_RAW; i++)
-    snprintf(id + 2 * i, 3, "%02x", p[10 + i]);
+    snprintf(id + 2 * i, 3, "%02x", h.device_id[i]);
   int err = srv_devices_key(devs, id, want, sizeof want, &wl);
   if (err) {
     OTA_LOGW("coap: %s device %s refused: %s", a, id,
@@ -168,10 +168,13 @@ static void hnd_hello(coap_resource_t *r, coap_session_t *s,
   d->connected = 1;
   d->last_heard = time(NULL);
   d->hellos++;
+  d->hello_flags = h.flags;
+  d->described = 0;
   snprintf(d->addr, sizeof d->addr, "%s", a);
   OTA_LOGI("coap: %s device %s Hello accepted (flags 0x%02x, platform %u), "
            "connected",
-           a, id, p[5], (unsigned)(p[6] << 8 | p[7]));
+           a, id, h.flags, (unsigned)h.platform_id);
+  srv_ota_on_hello(d);
   /* Empty ACK (code 0.00) as the cloud sends; greeting follows from the loop.
    */
   queue(s, 0);
@@ -187,29 +190,81 @@ static void greet(coap_session_t *s) {
   srv_device_t *d = srv_devices_by_session(devs, s);
   if (!d)
     return;
-  uint8_t tok = TOKEN_HELLO;
+  ota_coap_msg_t m;
+  uint8_t tok = TOKEN_HELLO, flags;
+  /* NON server Hello (clears the device's OTA flag), then CON Describe with
+   * flags 3 = system + application (PROTOCOL 2.2). Message ids: libcoap's. */
+  if (ota_msg_build_request(&m, OTA_COAP_NON, OTA_COAP_POST, 0, &tok, 1, 'h') ||
+      srv_coap_send(s, &m))
+    OTA_LOGW("coap: %s server Hello not sent", d->id);
+  if (ota_msg_build_describe(&m, 0, TOKEN_DESCRIBE, OTA_DESCRIBE_DEFAULT,
+                             &flags) ||
+      srv_coap_send(s, &m))
+    OTA_LOGW("coap: %s Describe not sent", d->id);
+  else
+    OTA_LOGI("coap: %s sent server Hello and Describe(flags=3)", d->id);
+}
+
+/* A libcoap PDU as a core message (views into the PDU). */
+static void msg_of_pdu(const coap_pdu_t *p, ota_coap_msg_t *m) {
+  ota_coap_msg_init(m, (ota_coap_type_t)coap_pdu_get_type(p),
+                    (uint8_t)coap_pdu_get_code(p),
+                    (uint16_t)coap_pdu_get_mid(p));
+  coap_bin_const_t t = coap_pdu_get_token(p);
+  ota_coap_set_token(m, t.s, t.length);
+  coap_opt_iterator_t it;
+  coap_opt_t *o;
+  coap_option_iterator_init(p, &it, COAP_OPT_ALL);
+  while ((o = coap_option_next(&it)))
+    if (ota_coap_add_option(m, it.number, coap_opt_value(o),
+                            coap_opt_length(o)))
+      break;
+  size_t len = 0;
+  const uint8_t *data = NULL;
+  if (coap_get_data(p, &len, &data) && len)
+    ota_coap_set_payload(m, data, len);
+}
+
+int srv_coap_send(void *session, const ota_coap_msg_t *m) {
+  coap_session_t *s = session;
   coap_pdu_t *pdu =
-      coap_pdu_init(COAP_MESSAGE_NON, COAP_REQUEST_CODE_POST,
+      coap_pdu_init((coap_pdu_type_t)m->type, (coap_pdu_code_t)m->code,
                     coap_new_message_id(s), coap_session_max_pdu_size(s));
-  if (pdu) {
-    coap_add_token(pdu, 1, &tok);
-    coap_add_option(pdu, COAP_OPTION_URI_PATH, 1, (const uint8_t *)"h");
-    if (coap_send(s, pdu) == COAP_INVALID_MID)
-      OTA_LOGW("coap: %s server Hello not sent", d->id);
+  if (!pdu)
+    return OTA_ENOMEM;
+  if (m->tkl && !coap_add_token(pdu, m->tkl, m->token))
+    goto fail;
+  for (size_t i = 0; i < m->nopt; i++)
+    if (!coap_add_option(pdu, (coap_option_num_t)m->opt[i].num, m->opt[i].len,
+                         m->opt[i].val))
+      goto fail;
+  if (m->payload_len && !coap_add_data(pdu, m->payload_len, m->payload))
+    goto fail;
+  return coap_send(s, pdu) == COAP_INVALID_MID ? OTA_EIO : 0;
+fail:
+  coap_delete_pdu(pdu);
+  return OTA_ENOBUFS;
+}
+
+/* ChunkMissed (CON GET c) and the device's own UpdateDone (CON PUT u): the
+ * handler leaves code 0.00 so libcoap sends the empty ACK the cloud sends. */
+static void hnd_ota(coap_resource_t *r, coap_session_t *s,
+                    const coap_pdu_t *req, const coap_string_t *q,
+                    coap_pdu_t *resp) {
+  (void)r, (void)q, (void)resp;
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  if (!d)
+    return;
+  d->last_heard = time(NULL);
+  ota_coap_msg_t m;
+  msg_of_pdu(req, &m);
+  if (!srv_ota_sending(d)) {
+    char sum[96];
+    OTA_LOGI("coap: %s %s with no transfer running: ACKed, ignored", d->id,
+             ota_coap_summary(&m, sum, sizeof sum));
+    return;
   }
-  tok = TOKEN_DESCRIBE;
-  uint8_t flags = 3; /* system + application (PROTOCOL 2.2) */
-  pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET,
-                      coap_new_message_id(s), coap_session_max_pdu_size(s));
-  if (pdu) {
-    coap_add_token(pdu, 1, &tok);
-    coap_add_option(pdu, COAP_OPTION_URI_PATH, 1, (const uint8_t *)"d");
-    coap_add_option(pdu, COAP_OPTION_URI_QUERY, 1, &flags);
-    if (coap_send(s, pdu) == COAP_INVALID_MID)
-      OTA_LOGW("coap: %s Describe not sent", d->id);
-    else
-      OTA_LOGI("coap: %s sent server Hello and Describe(flags=3)", d->id);
-  }
+  srv_ota_on_coap(d, &m);
 }
 
 static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent,
@@ -227,8 +282,14 @@ static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent,
     const uint8_t *p = NULL;
     coap_get_data(rcv, &len, &p);
     srv_devices_set_describe(d, (const char *)p, len);
+    d->described = 1;
     OTA_LOGI("coap: %s describe (%zu bytes): %.*s", d->id, len, (int)len,
              (const char *)p);
+    srv_ota_on_describe(d);
+  } else if (srv_ota_sending(d)) {
+    ota_coap_msg_t m;
+    msg_of_pdu(rcv, &m);
+    srv_ota_on_coap(d, &m);
   }
   return COAP_RESPONSE_OK;
 }
@@ -248,6 +309,7 @@ static void forget(coap_session_t *s, const char *why) {
   OTA_LOGI("coap: device %s disconnected (%s)", d->id, why);
   d->connected = 0;
   d->session = NULL;
+  srv_ota_on_disconnect(d);
 }
 
 static int on_event(coap_session_t *s, const coap_event_t ev) {
@@ -347,6 +409,12 @@ int srv_coap_setup(const srv_opts_t *o, srv_devices_t *d) {
   coap_resource_t *r = coap_resource_init(coap_make_str_const("h"), 0);
   coap_register_request_handler(r, COAP_REQUEST_POST, hnd_hello);
   coap_add_resource(ctx, r);
+  r = coap_resource_init(coap_make_str_const("c"), 0);
+  coap_register_request_handler(r, COAP_REQUEST_GET, hnd_ota);
+  coap_add_resource(ctx, r);
+  r = coap_resource_init(coap_make_str_const("u"), 0);
+  coap_register_request_handler(r, COAP_REQUEST_PUT, hnd_ota);
+  coap_add_resource(ctx, r);
   coap_register_response_handler(ctx, on_response);
   coap_register_nack_handler(ctx, on_nack);
   coap_register_event_handler(ctx, on_event);
@@ -383,7 +451,10 @@ unsigned srv_coap_timers(void) {
   coap_tick_t now;
   coap_ticks(&now);
   unsigned t = coap_io_prepare_epoll(ctx, now);
-  return t == 0 || t > 1000 ? 1000 : t;
+  unsigned o = srv_ota_timers(devs);
+  if (t == 0 || t > 1000)
+    t = 1000;
+  return o < t ? o : t;
 }
 
 void srv_coap_free(void) {

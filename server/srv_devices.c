@@ -18,6 +18,7 @@ void srv_devices_free(srv_devices_t *t) {
   for (size_t i = 0; i < t->n; i++) {
     free(t->rows[i].describe);
     t->rows[i].describe = NULL;
+    srv_ota_free(&t->rows[i]);
   }
   t->n = 0;
 }

@@ -1,20 +1,61 @@
-/* otalab-server REST adapter (libwebsockets 4.1.6): GET /v1/devices/:id, a
- * subset of Particle's device API (PROTOCOL.md 9). Writes only in WRITEABLE. */
+/* otalab-server REST adapter (libwebsockets 4.1.6): GET and PUT (flash)
+ * /v1/devices/:id, a subset of Particle's device API (PROTOCOL.md 9). Writes
+ * only in WRITEABLE. */
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "otalab/err.h"
+#include "otalab/log.h"
+#include "otalab/module.h"
+#include "otalab/multipart.h"
 #include "srv.h"
 
 srv_devices_t *srv_http_devices;
+size_t srv_http_max_upload = 1024 * 1024;
+const ota_catalog_t *srv_catalog;
 
 typedef struct {
   char *body; /* malloc'd, LWS_PRE headroom before body + LWS_PRE */
   size_t len;
   unsigned status;
   int hdr_sent;
+  /* PUT: the request body being received */
+  int is_put, too_big;
+  char id[SRV_ID_HEX + 1];
+  char ctype[256];
+  uint8_t *in;
+  size_t in_len, in_cap;
 } pss_t;
+
+/* The release whose system module version every system part carries, from
+ * the describe's "m" list; NULL when parts disagree or none is listed. */
+static const char *system_version(json_t *desc, json_t *mods_out) {
+  json_t *mods = json_object_get(desc, "m");
+  size_t i;
+  json_t *e;
+  int sys = -1, mixed = 0;
+  json_array_foreach(mods, i, e) {
+    const char *f = json_string_value(json_object_get(e, "f"));
+    json_t *n = json_object_get(e, "n");
+    json_int_t v = json_integer_value(json_object_get(e, "v"));
+    if (!f)
+      continue;
+    json_array_append_new(mods_out, json_pack("{s:s,s:O,s:I}", "f", f, "n",
+                                              n ? n : json_null(), "v", v));
+    if (f[0] == 's') {
+      if (sys >= 0 && sys != v)
+        mixed = 1;
+      sys = (int)v;
+    }
+  }
+  if (sys < 0 || mixed || !srv_catalog)
+    return NULL;
+  const ota_cat_release_t *r =
+      ota_catalog_find_sysver(srv_catalog, (uint16_t)sys);
+  return r ? r->name : NULL;
+}
 
 static char *device_json(const char *id, unsigned *status) {
   srv_device_t *d = srv_devices_find(srv_http_devices, id);
@@ -44,12 +85,169 @@ static char *device_json(const char *id, unsigned *status) {
       if (!desc)
         desc = json_string(d->describe);
     }
+    json_t *mods = json_array();
+    const char *sv = desc ? system_version(desc, mods) : NULL;
+    json_object_set_new(o, "system_firmware_version",
+                        sv ? json_string(sv) : json_null());
+    json_object_set_new(o, "modules", mods);
     json_object_set_new(o, "describe", desc ? desc : json_null());
     json_object_set_new(o, "hellos", json_integer(d ? d->hellos : 0));
+    if (d)
+      srv_ota_json(d, o);
   }
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   return s;
+}
+
+static char *err_json(unsigned *status, unsigned code, const char *msg) {
+  *status = code;
+  json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return s;
+}
+
+/* A part holding a module: field "file", "file1", "file2", ... (particle-cli
+ * and particle-api-js names) or any part with a filename. */
+static int is_file_part(const ota_multipart_part_t *p) {
+  if (p->filename)
+    return 1;
+  if (p->name_len < 4 || memcmp(p->name, "file", 4))
+    return 0;
+  for (size_t i = 4; i < p->name_len; i++)
+    if (p->name[i] < '0' || p->name[i] > '9')
+      return 0;
+  return 1;
+}
+
+/* PUT /v1/devices/:id with a multipart body: validate every file part, then
+ * queue them in order (all or none). */
+static char *flash(pss_t *pss) {
+  const char *id = pss->id;
+  srv_device_t *d = srv_devices_find(srv_http_devices, id);
+  uint8_t der[160];
+  size_t dl;
+  char boundary[128], msg[1024];
+  if (pss->too_big) {
+    OTA_LOGW("http: PUT %s refused: upload larger than %zu bytes (413)", id,
+             srv_http_max_upload);
+    snprintf(msg, sizeof msg, "Upload larger than %zu bytes.",
+             srv_http_max_upload);
+    return err_json(&pss->status, 413, msg);
+  }
+  if (!d && srv_devices_key(srv_http_devices, id, der, sizeof der, &dl)) {
+    OTA_LOGW("http: PUT %s refused: unknown device (404)", id);
+    return err_json(&pss->status, 404, "Device not found.");
+  }
+  ota_multipart_t mp;
+  if (ota_multipart_boundary(pss->ctype, boundary, sizeof boundary) ||
+      ota_multipart_parse(pss->in, pss->in_len, boundary, &mp)) {
+    OTA_LOGW("http: PUT %s refused: malformed multipart body (400)", id);
+    return err_json(&pss->status, 400, "Malformed multipart/form-data body.");
+  }
+  const ota_multipart_part_t *files[OTA_MULTIPART_MAX_PARTS];
+  size_t nf = 0;
+  for (size_t i = 0; i < mp.nparts; i++)
+    if (is_file_part(&mp.parts[i]))
+      files[nf++] = &mp.parts[i];
+  const ota_multipart_part_t *ft = ota_multipart_find(&mp, "file_type");
+  if (ft && !(ft->len == 6 && !memcmp(ft->data, "binary", 6))) {
+    OTA_LOGW("http: PUT %s refused: file_type %.*s (400)", id, (int)ft->len,
+             (const char *)ft->data);
+    return err_json(&pss->status, 400,
+                    "Only file_type=binary is supported (no compiler).");
+  }
+  if (!nf) {
+    OTA_LOGW("http: PUT %s refused: no file part (400)", id);
+    return err_json(&pss->status, 400, "Nothing to do: no file part.");
+  }
+  for (size_t i = 0; i < nf; i++) {
+    ota_module_t m;
+    ota_module_report_t rep;
+    int err = ota_module_parse(files[i]->data, files[i]->len, &m);
+    if (!err && ota_module_validate(&m, files[i]->len, &rep)) {
+      size_t n = (size_t)snprintf(msg, sizeof msg, "%.*s: invalid module: ",
+                                  (int)files[i]->filename_len,
+                                  files[i]->filename ? files[i]->filename : "");
+      for (int k = 0; k < rep.n && n < sizeof msg; k++)
+        n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%s", k ? "; " : "",
+                              rep.items[k].msg);
+      err = OTA_EPARSE;
+    } else if (err) {
+      snprintf(msg, sizeof msg, "%.*s: not a module: %s",
+               (int)files[i]->filename_len,
+               files[i]->filename ? files[i]->filename : "", ota_strerror(err));
+    }
+    if (err) {
+      OTA_LOGW("http: PUT %s refused (400): %s", id, msg);
+      return err_json(&pss->status, 400, msg);
+    }
+  }
+  if (!d || !d->connected) {
+    OTA_LOGW("http: PUT %s refused: device not connected (400)", id);
+    pss->status = 400;
+    return strdup("{\"ok\":false,\"errors\":[\"Device is not connected.\"]}");
+  }
+  json_t *jobs = json_array();
+  unsigned job = 0;
+  for (size_t i = 0; i < nf; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)files[i]->filename_len,
+             files[i]->filename ? files[i]->filename : "");
+    int err = srv_ota_enqueue(d, files[i]->data, files[i]->len, name, &job);
+    if (err) {
+      OTA_LOGW("http: PUT %s refused: cannot queue %s: %s (503)", id, name,
+               ota_strerror(err));
+      json_decref(jobs);
+      snprintf(msg, sizeof msg, "Cannot queue %s: %s.", name,
+               ota_strerror(err));
+      return err_json(&pss->status, err == OTA_EFULL ? 429 : 500, msg);
+    }
+    json_array_append_new(jobs, json_integer(job));
+  }
+  pss->status = 200;
+  json_t *o = json_pack("{s:b,s:s,s:s,s:i,s:o}", "ok", 1, "id", id, "status",
+                        "Update started", "job", (json_int_t)job, "jobs", jobs);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return s;
+}
+
+static int reply(struct lws *wsi, pss_t *pss, char *json) {
+  if (!json) {
+    pss->status = 404;
+    json = strdup("{\"error\":\"Not found.\",\"ok\":false}");
+  }
+  if (!json)
+    return -1;
+  pss->len = strlen(json);
+  pss->body = malloc(LWS_PRE + pss->len);
+  if (!pss->body) {
+    free(json);
+    return -1;
+  }
+  memcpy(pss->body + LWS_PRE, json, pss->len);
+  free(json);
+  pss->hdr_sent = 0;
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+/* "/v1/devices/<24 hex>" -> lower-case id; 0 or -1. */
+static int device_path(const char *uri, char id[SRV_ID_HEX + 1]) {
+  if (strncmp(uri, "/v1/devices/", 12) || strlen(uri + 12) != SRV_ID_HEX)
+    return -1;
+  for (size_t i = 0; i < SRV_ID_HEX; i++) {
+    char c = uri[12 + i];
+    if (c >= 'A' && c <= 'F')
+      c = (char)(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return -1;
+    id[i] = c;
+  }
+  id[SRV_ID_HEX] = 0;
+  return 0;
 }
 
 static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
@@ -58,38 +256,57 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
   switch (reason) {
   case LWS_CALLBACK_HTTP: {
     const char *uri = in;
-    char *json = NULL;
+    char id[SRV_ID_HEX + 1];
     (void)len;
-    if (!strncmp(uri, "/v1/devices/", 12) && uri[12] &&
-        !strchr(uri + 12, '/')) {
-      char id[SRV_ID_HEX + 1];
-      size_t n = strlen(uri + 12);
-      if (n == SRV_ID_HEX) {
-        for (size_t i = 0; i < n; i++)
-          id[i] = (char)((uri[12 + i] >= 'A' && uri[12 + i] <= 'F')
-                             ? uri[12 + i] - 'A' + 'a'
-                             : uri[12 + i]);
-        id[n] = 0;
-        json = device_json(id, &pss->status);
-      }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0) {
+      if (device_path(uri, id))
+        return reply(wsi, pss, NULL);
+      memset(pss, 0, sizeof *pss);
+      pss->is_put = 1;
+      snprintf(pss->id, sizeof pss->id, "%s", id);
+      lws_hdr_copy(wsi, pss->ctype, sizeof pss->ctype,
+                   WSI_TOKEN_HTTP_CONTENT_TYPE);
+      char cl[32];
+      if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+          strtoull(cl, NULL, 10) > srv_http_max_upload)
+        pss->too_big = 1;
+      return 0; /* the body follows: LWS_CALLBACK_HTTP_BODY */
     }
-    if (!json) {
-      pss->status = 404;
-      json = strdup("{\"error\":\"Not found.\",\"ok\":false}");
+    pss->is_put = 0;
+    return reply(wsi, pss,
+                 device_path(uri, id) ? NULL : device_json(id, &pss->status));
+  }
+  case LWS_CALLBACK_HTTP_BODY:
+    if (!pss->is_put || pss->too_big)
+      return 0;
+    if (pss->in_len + len > srv_http_max_upload) {
+      pss->too_big = 1;
+      free(pss->in);
+      pss->in = NULL;
+      pss->in_len = pss->in_cap = 0;
+      return 0;
     }
-    if (!json)
-      return -1;
-    pss->len = strlen(json);
-    pss->body = malloc(LWS_PRE + pss->len);
-    if (!pss->body) {
-      free(json);
-      return -1;
+    if (pss->in_len + len > pss->in_cap) {
+      size_t cap = pss->in_cap ? pss->in_cap : 64 * 1024;
+      while (cap < pss->in_len + len)
+        cap *= 2;
+      uint8_t *p = realloc(pss->in, cap);
+      if (!p)
+        return -1;
+      pss->in = p;
+      pss->in_cap = cap;
     }
-    memcpy(pss->body + LWS_PRE, json, pss->len);
-    free(json);
-    pss->hdr_sent = 0;
-    lws_callback_on_writable(wsi);
+    memcpy(pss->in + pss->in_len, in, len);
+    pss->in_len += len;
     return 0;
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+    if (!pss->is_put)
+      return 0;
+    char *json = flash(pss);
+    free(pss->in);
+    pss->in = NULL;
+    pss->in_len = pss->in_cap = 0;
+    return reply(wsi, pss, json ? json : strdup("{\"ok\":false}"));
   }
   case LWS_CALLBACK_HTTP_WRITEABLE: {
     if (!pss->body)
@@ -120,6 +337,8 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
     if (pss) {
       free(pss->body);
       pss->body = NULL;
+      free(pss->in);
+      pss->in = NULL;
     }
     break;
   default:

@@ -11,8 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "otalab/catalog.h"
 #include "otalab/log.h"
 #include "srv.h"
+
+#ifndef OTALAB_DEFAULT_CATALOG
+#define OTALAB_DEFAULT_CATALOG "/usr/share/otalab/electron.json"
+#endif
 
 static struct lws_context *lctx;
 static lws_sorted_usec_list_t sul;
@@ -71,6 +76,11 @@ static void usage(FILE *f) {
           "  --keys DIR      server.key.pem and server.crt.pem (otalab keys "
           "server)\n"
           "  --data DIR      state; device keys in DIR/devices/<id>.pub.pem\n"
+          "  --max-upload N  largest REST upload in bytes, K/M suffix "
+          "(default 1M)\n"
+          "  --catalog FILE  release catalogue (default $OTALAB_CATALOG or "
+          "the\n"
+          "                  source tree's fixtures/catalog/electron.json)\n"
           "  -v              verbose (twice: libcoap/DTLS debug)\n"
           "  --help          this text\n\n"
           "Prints 'listening coap=PORT http=PORT' on stdout when ready.\n"
@@ -103,6 +113,20 @@ int main(int argc, char **argv) {
       o.keys_dir = v, i++;
     } else if (v && !strcmp(a, "--data")) {
       o.data_dir = v, i++;
+    } else if (v && !strcmp(a, "--catalog")) {
+      o.catalog = v, i++;
+    } else if (v && !strcmp(a, "--max-upload")) {
+      char *end;
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end == 'K' || *end == 'k')
+        n *= 1024, end++;
+      else if (*end == 'M' || *end == 'm')
+        n *= 1024 * 1024, end++;
+      if (*end || !n) {
+        fprintf(stderr, "otalab-server: bad --max-upload '%s'\n", v);
+        return 2;
+      }
+      o.max_upload = (size_t)n, i++;
     } else {
       fprintf(stderr, "otalab-server: bad argument '%s'\n", a);
       usage(stderr);
@@ -128,6 +152,21 @@ int main(int argc, char **argv) {
     OTA_LOGE("cannot find a free port on %s", o.bind);
     return 1;
   }
+
+  if (o.max_upload)
+    srv_http_max_upload = o.max_upload;
+  if (!o.catalog)
+    o.catalog = getenv("OTALAB_CATALOG");
+  if (!o.catalog || !*o.catalog)
+    o.catalog = OTALAB_DEFAULT_CATALOG;
+  static ota_catalog_t cat;
+  char cerr[256];
+  ota_catalog_init(&cat);
+  if (ota_catalog_load_file(&cat, o.catalog, cerr, sizeof cerr))
+    OTA_LOGW("catalogue %s not loaded (%s): no system_firmware_version",
+             o.catalog, cerr);
+  else
+    srv_catalog = &cat;
 
   static srv_devices_t devs;
   srv_devices_init(&devs, o.data_dir);
@@ -180,5 +219,6 @@ out:
   lctx = NULL;
   srv_coap_free();
   srv_devices_free(&devs);
+  ota_catalog_free(&cat);
   return rc;
 }
