@@ -3,7 +3,7 @@
 # Idempotent; used by scripts/demo and scripts/test.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libcoap3-dev libcoap3-bin libmbedtls-dev
-      libwebsockets-dev libjansson-dev libcriterion-dev libssl-dev clang
+      libwebsockets-dev libjansson-dev libcriterion-dev libssl-dev clang libclang-rt-14-dev
       ca-certificates curl procps)
 missing=()
 for p in "${pkgs[@]}"; do
