@@ -21,7 +21,7 @@ cleanup() {
     echo "--- device log (tail)"; tail -n 40 "$T/dev.log" 2>/dev/null
     echo "--- relay"; cat "$T/relay.out" 2>/dev/null
   fi
-  rm -rf "$T"
+  [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILED=1; exit 1; }
