@@ -65,6 +65,9 @@ typedef struct {
   const char *catalog; /* release catalogue JSON */
 } srv_opts_t;
 
+/* Fast-OTA pacing for every job (0 = ota_tx defaults: 16 chunks, 100 ms). */
+extern unsigned srv_ota_window, srv_ota_gap_ms;
+
 struct lws_context;
 struct lws_vhost;
 

@@ -81,6 +81,8 @@ static void usage(FILE *f) {
           "  --catalog FILE  release catalogue (default $OTALAB_CATALOG or "
           "the\n"
           "                  source tree's fixtures/catalog/electron.json)\n"
+          "  --ota-window N  fast OTA: NON chunks per window (default 16)\n"
+          "  --ota-gap MS    fast OTA: pause between windows (default 100)\n"
           "  -v              verbose (twice: libcoap/DTLS debug)\n"
           "  --help          this text\n\n"
           "Prints 'listening coap=PORT http=PORT' on stdout when ready.\n"
@@ -113,6 +115,10 @@ int main(int argc, char **argv) {
       o.keys_dir = v, i++;
     } else if (v && !strcmp(a, "--data")) {
       o.data_dir = v, i++;
+    } else if (v && !strcmp(a, "--ota-window") && atoi(v) > 0) {
+      srv_ota_window = (unsigned)atoi(v), i++;
+    } else if (v && !strcmp(a, "--ota-gap") && atoi(v) > 0) {
+      srv_ota_gap_ms = (unsigned)atoi(v), i++;
     } else if (v && !strcmp(a, "--catalog")) {
       o.catalog = v, i++;
     } else if (v && !strcmp(a, "--max-upload")) {

@@ -36,6 +36,7 @@ struct srv_ota {
 };
 
 static unsigned next_job = 1;
+unsigned srv_ota_window, srv_ota_gap_ms;
 static ota_outbox_t outbox; /* one shared outbox: drained after every call */
 
 static const char *const state_names[] = {"QUEUED", "SENDING", "REBOOTING",
@@ -155,6 +156,10 @@ static void start_next(srv_device_t *d) {
   /* Tokens 0x48/0xD5 are the greeting's; the counter wraps past them only in
    * long transfers, when no greeting is outstanding. */
   cfg.token_seed = (uint8_t)(1 + (j->id * 16) % 64);
+  if (srv_ota_window)
+    cfg.window = (uint16_t)srv_ota_window;
+  if (srv_ota_gap_ms)
+    cfg.window_gap_ms = srv_ota_gap_ms;
   ota_tx_init(&o->tx, &cfg);
   j->t_start = now_ms();
   j->sent = 0;
