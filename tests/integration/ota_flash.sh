@@ -146,5 +146,10 @@ resent=$(jq_py "d['last_ota']['chunks_resent']")
 [ "${resent:-0}" -ge 1 ] || fail "no chunk was resent after the corruption"
 grep -q 'ChunkMissed\|CHUNK_MISSED\|missed' "$T/server.log" || echo "note: no ChunkMissed logged"
 ok "corrupted chunk dropped by DTLS, $resent chunk(s) resent, u/1 v6 installed"
-cat "$T/relay.out" | sed 's/^/  relay: /'
+sed 's/^/  relay: /' "$T/relay.out"
+# Clean shutdown; under ASan/UBSan the server's log must hold no report.
+kill "${PIDS[0]}" && wait "${PIDS[0]}" 2>/dev/null
+if grep -E 'Sanitizer|runtime error' "$T/server.log" "$T/dev.log"; then
+  fail "sanitizer report"
+fi
 echo "PASS ota_flash"
