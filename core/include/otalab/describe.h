@@ -2,7 +2,7 @@
  * missing, safe mode. Source: PROTOCOL.md 3.1, 3.3, 5.2, 7 (binary-version-
  * reader's HalDependencyResolver: _repairDescribeErrors,
  * findAnyMissingDependencies, _walkChain); choices in docs/PROTOCOL.md
- * "Describe and healer choices".
+ * "Healer choices".
  *
  * Ownership: ota_describe_t is a plain value (no heap): strings are copied
  * into its fixed fields, except `json`, a VIEW of the text given to
