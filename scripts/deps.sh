@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libcoap3-dev libcoap3-bin libmbedtls-dev
       libwebsockets-dev libjansson-dev libcriterion-dev libssl-dev clang libclang-rt-14-dev
-      ca-certificates curl procps)
+      ca-certificates curl procps python3 tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
