@@ -14,6 +14,7 @@
 #include "otalab/catalog.h"
 #include "otalab/log.h"
 #include "srv.h"
+#include "srv_api.h"
 
 #ifndef OTALAB_DEFAULT_CATALOG
 #define OTALAB_DEFAULT_CATALOG "/usr/share/otalab/electron.json"
@@ -83,10 +84,11 @@ static void usage(FILE *f) {
           "                  source tree's fixtures/catalog/electron.json)\n"
           "  --ota-window N  fast OTA: NON chunks per window (default 16)\n"
           "  --ota-gap MS    fast OTA: pause between windows (default 100)\n"
-          "  -v              verbose (twice: libcoap/DTLS debug)\n"
-          "  --help          this text\n\n"
-          "Prints 'listening coap=PORT http=PORT' on stdout when ready.\n"
-          "SSLKEYLOGFILE=FILE appends DTLS keys in NSS key-log format.\n");
+          "  -v              verbose (twice: libcoap/DTLS debug)\n");
+  srv_api_usage(f);
+  fprintf(f, "  --help          this text\n\n"
+             "Prints 'listening coap=PORT http=PORT' on stdout when ready.\n"
+             "SSLKEYLOGFILE=FILE appends DTLS keys in NSS key-log format.\n");
 }
 
 int main(int argc, char **argv) {
@@ -95,6 +97,7 @@ int main(int argc, char **argv) {
                   .http_port = 8080,
                   .keys_dir = NULL,
                   .data_dir = NULL};
+  int n_api;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -133,6 +136,10 @@ int main(int argc, char **argv) {
         return 2;
       }
       o.max_upload = (size_t)n, i++;
+    } else if ((n_api = srv_api_option(a, v)) != 0) {
+      if (n_api < 0)
+        return 2;
+      i += n_api - 1;
     } else {
       fprintf(stderr, "otalab-server: bad argument '%s'\n", a);
       usage(stderr);
@@ -178,6 +185,10 @@ int main(int argc, char **argv) {
   srv_devices_init(&devs, o.data_dir);
   srv_http_devices = &devs;
   int rc = 1;
+  if (srv_api_setup(o.data_dir)) {
+    OTA_LOGE("cannot open the store under %s", o.data_dir);
+    goto out;
+  }
   int cfd = srv_coap_setup(&o, &devs);
   if (cfd < 0)
     goto out;
@@ -189,7 +200,7 @@ int main(int argc, char **argv) {
   memset(&info, 0, sizeof info);
   info.port = o.http_port;
   info.iface = o.bind;
-  info.protocols = srv_protocols;
+  info.protocols = srv_api_protocols(srv_protocols);
   info.gid = -1;
   info.uid = -1;
   lctx = lws_create_context(&info);
@@ -211,6 +222,7 @@ int main(int argc, char **argv) {
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN);
   srv_loop_kick();
+  srv_events_start(lctx);
   printf("listening coap=%d http=%d\n", o.coap_port, o.http_port);
   fflush(stdout);
   OTA_LOGI("otalab-server: coaps://%s:%d, http://%s:%d, keys %s, data %s",
@@ -224,6 +236,7 @@ out:
     lws_context_destroy(lctx);
   lctx = NULL;
   srv_coap_free();
+  srv_api_free();
   srv_devices_free(&devs);
   ota_catalog_free(&cat);
   return rc;
