@@ -1,9 +1,13 @@
 /* Seed corpora for the libFuzzer targets, written into the build tree:
  * the datagrams and payloads of fixtures/vectors/coap.json, a few hand-made
  * payloads (Goodbye, UpdateDone results), and small well-formed Electron
- * modules from ota_module_build() (PROTOCOL.md 4). Usage:
- *   fuzz_seeds VECTORS.json OUTDIR   -> OUTDIR/{coap,msg,module}/
+ * modules from ota_module_build() (PROTOCOL.md 4), and the describe JSON
+ * of devices provisioned at a few releases (PROTOCOL.md 3.1). Usage:
+ *   fuzz_seeds VECTORS.json CATALOG.json OUTDIR
+ *     -> OUTDIR/{coap,msg,module,describe}/
  */
+#include "otalab/catalog.h"
+#include "otalab/device.h"
 #include "otalab/module.h"
 
 #include <errno.h>
@@ -139,21 +143,61 @@ static int modules(const char *dir) {
   return rc;
 }
 
+/* Describe JSON as devices of several releases write it, plus a 0.6.x-style
+ * empty slot and a repaired entry written by hand. */
+static int describes(const char *catalog, const char *dir) {
+  static ota_catalog_t cat;
+  static ota_device_t dev;
+  static char buf[8192];
+  static const char *rels[] = {"0.5.3", "0.6.2", "1.4.4", "2.3.1"};
+  char err[256] = "";
+  int rc = 0;
+  ota_catalog_init(&cat);
+  if (ota_catalog_load_file(&cat, catalog, err, sizeof err)) {
+    fprintf(stderr, "fuzz_seeds: %s: %s\n", catalog, err);
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof rels / sizeof rels[0]; i++) {
+    ota_device_init(&dev, &cat, NULL);
+    size_t len = 0;
+    if (ota_device_provision(&dev, rels[i], NULL, NULL, NULL, 0) == 0)
+      for (int flags = 1; flags <= 3; flags += 2)
+        if (ota_device_describe_json(&dev, flags, buf, sizeof buf, &len) == 0) {
+          char name[64];
+          snprintf(name, sizeof name, "describe_%s_f%d", rels[i], flags);
+          rc |= put(dir, "describe", name, buf, len);
+        }
+    ota_device_free(&dev);
+  }
+  ota_catalog_free(&cat);
+  static const char hand[] =
+      "{\"p\":10,\"m\":[{\"s\":16384,\"l\":\"m\",\"vc\":30,\"vv\":30,"
+      "\"f\":\"b\",\"n\":\"0\",\"v\":11,\"d\":[]},{\"s\":131072,\"l\":"
+      "\"m\",\"vc\":30,\"vv\":26,\"d\":[{\"f\":\"s\",\"n\":\"2\",\"v\":"
+      "110}]},{\"s\":131072,\"l\":\"m\",\"vc\":30,\"vv\":30,\"f\":\"u\","
+      "\"n\":1,\"v\":6,\"u\":\"0123456789abcdef0123456789abcdef0123456789ab"
+      "cdef0123456789abcdef\",\"d\":[{\"f\":\"s\",\"n\":\"2\",\"v\":110}]},"
+      "{\"s\":0,\"l\":\"f\",\"vc\":0,\"vv\":0}]}";
+  rc |= put(dir, "describe", "describe_hand", hand, sizeof hand - 1);
+  return rc;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: fuzz_seeds VECTORS.json OUTDIR\n");
+  if (argc != 4) {
+    fprintf(stderr, "usage: fuzz_seeds VECTORS.json CATALOG.json OUTDIR\n");
     return 2;
   }
-  const char *subs[] = {"", "/coap", "/msg", "/module"};
-  for (size_t i = 0; i < 4; i++) {
+  const char *subs[] = {"", "/coap", "/msg", "/module", "/describe"};
+  for (size_t i = 0; i < 5; i++) {
     char path[1024];
-    snprintf(path, sizeof path, "%s%s", argv[2], subs[i]);
+    snprintf(path, sizeof path, "%s%s", argv[3], subs[i]);
     if (mkdir(path, 0777) && errno != EEXIST) {
       perror(path);
       return 1;
     }
   }
-  if (vectors(argv[1], argv[2]) || payloads(argv[2]) || modules(argv[2]))
+  if (vectors(argv[1], argv[3]) || payloads(argv[3]) || modules(argv[3]) ||
+      describes(argv[2], argv[3]))
     return 1;
   return 0;
 }

@@ -38,7 +38,8 @@ if ! cmake --build "$bld" --target fuzz_all -j2 >"$bld.build.log" 2>&1; then
 fi
 read -r -a targets <"$bld/tests/fuzz/targets.txt"
 seeds="$bld/seeds"
-"$bld/tests/fuzz/fuzz_seeds" "$src/fixtures/vectors/coap.json" "$seeds" || {
+"$bld/tests/fuzz/fuzz_seeds" "$src/fixtures/vectors/coap.json" \
+  "$src/fixtures/catalog/electron.json" "$seeds" || {
   echo "fuzz/smoke: FAIL: seeds"
   exit 1
 }
@@ -49,7 +50,7 @@ status=0
 printf '%-14s %8s %10s %10s %6s %s\n' target seconds execs execs/s cov result
 for t in "${targets[@]}"; do
   case $t in
-    fuzz_coap) sd=coap ;; fuzz_module) sd=module ;; *) sd=msg ;;
+    fuzz_coap) sd=coap ;; fuzz_module) sd=module ;; fuzz_describe) sd=describe ;; *) sd=msg ;;
   esac
   work="$bld/corpus/$t"
   art="$bld/artifacts/$t"
