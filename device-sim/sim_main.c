@@ -534,7 +534,7 @@ static int run_connection(conn_t *c) {
     if (poll(&pfd, 1, wait) < 0 && errno != EINTR)
       break;
     uint8_t in[MSG_MAX];
-    int n;
+    int n = 0;
     while (!c->reboot && (n = c->t->ops->recv(c->t, in, sizeof in)) > 0) {
       c->last_io = now_ms();
       int e = ota_coap_chan_on_datagram(&ch, in, (size_t)n, c->last_io, &ob[0]);

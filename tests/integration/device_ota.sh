@@ -56,6 +56,7 @@ run_device() { # id log-name extra args...
 }
 
 [ -f "$FIX/system-part1-0.6.2-electron.bin" ] || fail "no fixtures in $FIX"
+[ -x "$DEVICE" ] && [ -x "$SERVER" ] || fail "missing $DEVICE or $SERVER"
 "$OTALAB" keys server --out "$T/keys" >/dev/null || fail "otalab keys server"
 mkdir -p "$T/data/devices"
 for id in $A $B $C; do
@@ -84,12 +85,14 @@ for step in 'ota: begin' 'ota: progress 50%' 'ota: progress 100%' \
 done
 ok "A: OTA of s/3 v108 applied: begin, 25% steps, verified, reboot, Hello 0x01"
 kill $DEVPID; wait $DEVPID 2>/dev/null
-run_device $A a2
+run_device $A a2 --time-scale 1000 # keep-alive every 1.4 s
 wait_for 20 grep -q 'state: loaded' "$T/a2.log" || fail "A: state not loaded"
 wait_for 20 has_module $A s/3 108 || fail "A: s/3 back to old version after restart"
 grep -q 'hello: sent (flags 0x00' "$T/a2.log" || fail "A: OTA flag not cleared"
+wait_for 10 grep -q 'keep-alive: ping acknowledged' "$T/a2.log" ||
+  fail "A: no keep-alive ping acknowledged (--time-scale 1000)"
 kill $DEVPID; wait $DEVPID 2>/dev/null
-ok "A: restarted device reloaded its flash: s/3 still v108, Hello flag 0"
+ok "A: restarted device reloaded its flash: s/3 still v108, Hello flag 0, keep-alive ping ACKed"
 
 # --- B: 0.5.1 + 0.6.0's s/1 and s/2 (REST) -> hard-fault loop, --recover s/3.
 run_device $B b1 --release 0.5.1
