@@ -10,6 +10,7 @@
 #include "otalab/catalog.h"
 #include "otalab/err.h"
 #include "otalab/module.h"
+#include "otalab/plan_json.h"
 #include "otalab/planner.h"
 
 static void plan_usage(FILE *out) {
@@ -80,50 +81,12 @@ static double secs(const ota_catalog_t *cat, const ota_plan_cost_t *c,
   return l ? ota_plan_seconds(c, l, NULL) : NAN;
 }
 
-static void print_json(const ota_catalog_t *cat, const ota_plan_t *p) {
-  json_t *o = json_object(), *steps = json_array(), *sec = json_object();
-  json_object_set_new(o, "from", json_string(p->from));
-  json_object_set_new(o, "to", json_string(p->to));
-  for (int i = 0; i < p->nsteps; i++) {
-    const ota_plan_step_t *s = &p->steps[i];
-    json_t *js = json_object(), *mods = json_array();
-    json_object_set_new(js, "release", json_string(s->release->name));
-    for (int k = 0; k < s->nmodules; k++) {
-      const ota_plan_module_t *m = &s->modules[k];
-      json_t *jm = json_object();
-      json_object_set_new(jm, "function", json_string(ota_fn_name(m->id.func)));
-      json_object_set_new(jm, "index", json_integer(m->id.index));
-      json_object_set_new(jm, "version", json_integer(m->id.version));
-      json_object_set_new(jm, "file", json_string(m->file));
-      json_object_set_new(jm, "bytes", json_integer(m->bytes));
-      json_array_append_new(mods, jm);
-    }
-    json_object_set_new(js, "modules", mods);
-    json_object_set_new(js, "payload_bytes",
-                        json_integer((json_int_t)s->cost.payload));
-    json_object_set_new(js, "wire_bytes",
-                        json_integer((json_int_t)s->cost.wire));
-    json_array_append_new(steps, js);
-  }
-  json_object_set_new(o, "steps", steps);
-  json_object_set_new(o, "payload_bytes",
-                      json_integer((json_int_t)p->total.payload));
-  json_object_set_new(o, "wire_bytes", json_integer((json_int_t)p->total.wire));
-  json_object_set_new(o, "wire_bytes_particle",
-                      json_integer((json_int_t)p->total.wire_particle));
-  json_object_set_new(o, "udp_ip_bytes",
-                      json_integer((json_int_t)p->total.udp_ip));
-  for (size_t i = 0; i < NLINKS; i++) {
-    double s = secs(cat, &p->total, link_names[i]);
-    if (!isnan(s))
-      json_object_set_new(sec, link_names[i], json_real(round(s * 10) / 10));
-  }
-  json_object_set_new(o, "seconds", sec);
-  char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+static void print_json(const ota_catalog_t *cat, const ota_plan_t *p,
+                       const char *to) {
+  char *txt = ota_plan_to_json(cat, p, to, JSON_REAL_PRECISION(10));
   if (txt)
     printf("%s\n", txt);
   free(txt);
-  json_decref(o);
 }
 
 static void print_times(const ota_catalog_t *cat, const ota_plan_cost_t *c,
@@ -312,20 +275,12 @@ static int plan_run(int argc, char **argv) {
   if (rc) {
     fprintf(stderr, "otalab plan: refused (%s): %s\n", ota_strerror_name(rc),
             plan.reason);
-    if (json) {
-      json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "from", plan.from, "to",
-                            to ? to : plan.to, "error", ota_strerror_name(rc),
-                            "reason", plan.reason);
-      char *txt = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
-      if (txt)
-        printf("%s\n", txt);
-      free(txt);
-      json_decref(o);
-    }
+    if (json)
+      print_json(&cat, &plan, to);
     goto out;
   }
   if (json)
-    print_json(&cat, &plan);
+    print_json(&cat, &plan, to);
   else
     print_table(&cat, &plan, link, device);
   ret = CLI_EXIT_OK;
