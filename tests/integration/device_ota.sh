@@ -30,7 +30,9 @@ wait_for() { # seconds command...
   for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
   return 1
 }
-dev_json() { curl -s --max-time 2 "http://127.0.0.1:$HTTP/v1/devices/$1"; }
+TOKEN=otalab-device-ota-test-token
+AUTH="Authorization: Bearer $TOKEN"
+dev_json() { curl -s --max-time 2 -H "$AUTH" "http://127.0.0.1:$HTTP/v1/devices/$1"; }
 # module $1 = id, $2 = "f/n", $3 = version: the REST describe lists it (and the
 # device is connected).
 has_module() {
@@ -44,7 +46,7 @@ sys.exit(0 if ok else 1)' "$2" "$3" 2>/dev/null
 flash() { # id file... -> REST PUT multipart
   local id=$1; shift; local args=()
   for f in "$@"; do args+=(-F "file=@$f"); done
-  curl -s --max-time 10 -X PUT "${args[@]}" "http://127.0.0.1:$HTTP/v1/devices/$id"
+  curl -s --max-time 10 -H "$AUTH" -X PUT "${args[@]}" "http://127.0.0.1:$HTTP/v1/devices/$id"
 }
 run_device() { # id log-name extra args...
   local id=$1 log=$2; shift 2
@@ -63,7 +65,7 @@ for id in $A $B $C; do
   "$OTALAB" keys device --id $id --out "$T/$id" >/dev/null || fail "keys $id"
   cp "$T/$id/$id.pub.pem" "$T/data/devices/"
 done
-"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" -v \
+"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" --token $TOKEN -v \
   >"$T/server.out" 2>"$T/server.log" &
 PIDS+=($!)
 wait_for 10 grep -q '^listening ' "$T/server.out" || fail "server did not start"
