@@ -171,7 +171,10 @@ int srv_products_upload(uint32_t id, unsigned version, const char *title,
              m.info.platform, m.info.func);
     return OTA_EINVAL;
   }
-  if (m.suffix.product_id != 0xFFFF && m.suffix.product_id != (id & 0xFFFF)) {
+  /* builds without PRODUCT_ID carry 0xFFFF or the platform id (pre-1.x) */
+  if (m.suffix.product_id != 0xFFFF &&
+      m.suffix.product_id != OTA_PLATFORM_ELECTRON &&
+      m.suffix.product_id != (id & 0xFFFF)) {
     snprintf(msg, cap, "The binary is built for product %u, not %u.",
              m.suffix.product_id, id);
     return OTA_EINVAL;
