@@ -11,6 +11,7 @@
 #include "otalab/module.h"
 #include "otalab/multipart.h"
 #include "srv.h"
+#include "srv_static.h"
 
 srv_devices_t *srv_http_devices;
 size_t srv_http_max_upload = 1024 * 1024;
@@ -21,6 +22,8 @@ typedef struct {
   size_t len;
   unsigned status;
   int hdr_sent;
+  const char *rtype, *cache; /* NULL: application/json, no Cache-Control */
+  char etag[32];
   /* PUT: the request body being received */
   int is_put, too_big;
   char id[SRV_ID_HEX + 1];
@@ -214,24 +217,72 @@ static char *flash(pss_t *pss) {
   return s;
 }
 
+static int reply_buf(struct lws *wsi, pss_t *pss, const void *buf, size_t len) {
+  pss->len = len;
+  pss->body = malloc(LWS_PRE + len + 1);
+  if (!pss->body)
+    return -1;
+  if (len)
+    memcpy(pss->body + LWS_PRE, buf, len);
+  pss->hdr_sent = 0;
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
 static int reply(struct lws *wsi, pss_t *pss, char *json) {
+  pss->rtype = pss->cache = NULL;
+  pss->etag[0] = 0;
   if (!json) {
     pss->status = 404;
     json = strdup("{\"error\":\"Not found.\",\"ok\":false}");
   }
   if (!json)
     return -1;
-  pss->len = strlen(json);
-  pss->body = malloc(LWS_PRE + pss->len);
-  if (!pss->body) {
-    free(json);
-    return -1;
-  }
-  memcpy(pss->body + LWS_PRE, json, pss->len);
+  int rc = reply_buf(wsi, pss, json, strlen(json));
   free(json);
-  pss->hdr_sent = 0;
-  lws_callback_on_writable(wsi);
-  return 0;
+  return rc;
+}
+
+static int device_path(const char *uri, char id[SRV_ID_HEX + 1]);
+
+/* GET of a dashboard file, the planner or the catalogue (srv_static.h); 0 when
+ * uri is none of them. */
+static int reply_dashboard(struct lws *wsi, pss_t *pss, const char *uri,
+                           int *rc) {
+  char inm[128] = "", q[32] = "", prod[8] = "";
+  srv_static_resp_t sr;
+  if (lws_hdr_copy(wsi, inm, sizeof inm, WSI_TOKEN_HTTP_IF_NONE_MATCH) < 0)
+    inm[0] = 0;
+  if (srv_static_lookup(uri, inm, &sr)) {
+    pss->status = sr.status;
+    *rc = reply_buf(wsi, pss, sr.body, sr.len);
+    pss->rtype = sr.ctype;
+    pss->cache = sr.cache;
+    memcpy(pss->etag, sr.etag, sizeof pss->etag);
+    return 1;
+  }
+  const char *p = lws_get_urlarg_by_name(wsi, "product=", prod, sizeof prod);
+  int product = !(p && p[0] == '0');
+  size_t ul = strlen(uri);
+  if (!strcmp(uri, "/v1/releases")) {
+    *rc = reply(wsi, pss, srv_releases_json(&pss->status));
+  } else if (!strcmp(uri, "/v1/plan")) {
+    char from[32] = "";
+    const char *f = lws_get_urlarg_by_name(wsi, "from=", from, sizeof from);
+    const char *t = lws_get_urlarg_by_name(wsi, "to=", q, sizeof q);
+    *rc = reply(wsi, pss, srv_plan_release(f, t, product, &pss->status));
+  } else if (ul == 12 + SRV_ID_HEX + 5 && !strcmp(uri + ul - 5, "/plan")) {
+    char path[12 + SRV_ID_HEX + 1], id[SRV_ID_HEX + 1];
+    memcpy(path, uri, sizeof path - 1);
+    path[sizeof path - 1] = 0;
+    if (device_path(path, id))
+      return 0;
+    const char *t = lws_get_urlarg_by_name(wsi, "to=", q, sizeof q);
+    *rc = reply(wsi, pss, srv_plan_device(id, t, product, &pss->status));
+  } else {
+    return 0;
+  }
+  return 1;
 }
 
 /* "/v1/devices/<24 hex>" -> lower-case id; 0 or -1. */
@@ -273,6 +324,9 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
       return 0; /* the body follows: LWS_CALLBACK_HTTP_BODY */
     }
     pss->is_put = 0;
+    int rc;
+    if (reply_dashboard(wsi, pss, uri, &rc))
+      return rc;
     return reply(wsi, pss,
                  device_path(uri, id) ? NULL : device_json(id, &pss->status));
   }
@@ -312,10 +366,23 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
     if (!pss->body)
       break;
     if (!pss->hdr_sent) {
-      unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                        *end = buf + sizeof buf - 1;
-      if (lws_add_http_common_headers(wsi, pss->status, "application/json",
-                                      pss->len, &p, end) ||
+      unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                         *end = buf + sizeof buf - 1;
+      if (lws_add_http_common_headers(
+              wsi, pss->status, pss->rtype ? pss->rtype : "application/json",
+              pss->len, &p, end) ||
+          (pss->cache && lws_add_http_header_by_name(
+                             wsi, (const unsigned char *)"cache-control:",
+                             (const unsigned char *)pss->cache,
+                             (int)strlen(pss->cache), &p, end)) ||
+          (pss->etag[0] &&
+           lws_add_http_header_by_name(wsi, (const unsigned char *)"etag:",
+                                       (const unsigned char *)pss->etag,
+                                       (int)strlen(pss->etag), &p, end)) ||
+          (pss->rtype &&
+           lws_add_http_header_by_name(
+               wsi, (const unsigned char *)"x-content-type-options:",
+               (const unsigned char *)"nosniff", 7, &p, end)) ||
           lws_finalize_write_http_header(wsi, start, &p, end))
         return 1;
       pss->hdr_sent = 1;

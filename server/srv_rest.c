@@ -15,7 +15,8 @@
 
 typedef enum {
   R_NONE,
-  R_FORWARD, /* /v1/devices/:id: srv_http.c */
+  R_FORWARD, /* /v1/devices/:id, /v1/plan, /v1/releases: srv_http.c */
+  R_STATIC,  /* the dashboard's files (srv_static.c via srv_http.c), no token */
   R_OAUTH,
   R_DEVICES_LIST,
   R_DEVICES_POST,
@@ -149,8 +150,11 @@ static route_t route_of(const char *m, const char *path, uint32_t *product) {
     return R_STREAM;
   if (!strcmp(path, "/v1/devices") || !strcmp(path, "/v1/devices/"))
     return get ? R_DEVICES_LIST : post ? R_DEVICES_POST : R_NONE;
-  if (!strncmp(path, "/v1/devices/", 12))
+  if (!strncmp(path, "/v1/devices/", 12) || !strcmp(path, "/v1/plan") ||
+      !strcmp(path, "/v1/releases"))
     return R_FORWARD;
+  if (get && strncmp(path, "/v1/", 4))
+    return R_STATIC;
   if (!strcmp(path, "/v1/products") || !strcmp(path, "/v1/products/"))
     return get ? R_PRODUCTS_LIST : post ? R_PRODUCTS_POST : R_NONE;
   if (strncmp(path, "/v1/products/", 13))
@@ -554,7 +558,7 @@ static int cb_api(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     p->route = route_of(p->method, p->path, &p->product);
     header_token(wsi, tok, sizeof tok);
     p->authed = !srv_auth_check(tok);
-    if (p->route == R_FORWARD && p->authed)
+    if ((p->route == R_FORWARD && p->authed) || p->route == R_STATIC)
       return forward(wsi, reason, user, in, len);
     p->mine = 1;
     if (p->route == R_FORWARD) /* not authed */
