@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Integration: otalab-server's Particle-shaped REST API with curl (PROTOCOL.md 9):
+# tokens, device registry, products, SSE and WebSocket event streams, errors,
+# and persistence across a restart (docs/PROTOCOL.md "REST API choices").
+# usage: rest_api.sh OTALAB OTALAB_SERVER
+set -u
+OTALAB=${1:?otalab binary}
+SERVER=${2:?otalab-server binary}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ID=00aa11bb22cc33dd44ee55ff
+T=$(mktemp -d /tmp/otalab-rest.XXXXXX)
+SPID=
+BG=()
+cleanup() {
+  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
+  for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "${FAILED:-0}" = 1 ]; then
+    echo "--- server log (tail)"; tail -n 40 "$T/server.log" 2>/dev/null
+  fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; FAILED=1; exit 1; }
+ok() { echo "ok: $*"; }
+command -v curl >/dev/null || { echo "SKIP: curl missing"; exit 77; }
+command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
+wait_for() { # seconds, command...
+  local n=$(( $1 * 10 )); shift
+  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+start_server() {
+  : >"$T/server.out"
+  "$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" \
+    --token T0-fixed --user alice:s3cret --max-upload 64K "$@" \
+    >"$T/server.out" 2>>"$T/server.log" &
+  SPID=$!
+  wait_for 10 grep -q '^listening ' "$T/server.out" || fail "server did not start"
+  HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
+  U=http://127.0.0.1:$HTTP
+}
+stop_server() { kill "$SPID"; wait "$SPID" 2>/dev/null; SPID=; }
+code() { curl -s -o "$T/body" -w '%{http_code}' -H 'Expect:' "$@"; }
+A=(-H "Authorization: Bearer T0-fixed")
+expect() { # want-code label curl-args...
+  local want=$1 label=$2; shift 2
+  local got; got=$(code "$@")
+  [ "$got" = "$want" ] || fail "$label: HTTP $got, want $want: $(cat "$T/body")"
+  ok "$label -> $want"
+}
+body_has() { python3 -c "import json,sys; d=json.load(open('$T/body')); sys.exit(0 if ($1) else 1)" ||
+  fail "body check '$1': $(cat "$T/body")"; }
+
+"$OTALAB" keys server --out "$T/keys" >/dev/null || fail "otalab keys server"
+"$OTALAB" keys device --id $ID --out "$T/dev" >/dev/null || fail "otalab keys device"
+"$OTALAB" mkapp --requires 0.6.2 --out "$T/app.bin" --product-version 3 >/dev/null ||
+  fail "otalab mkapp"
+head -c 100000 /dev/urandom >"$T/big.bin"
+start_server
+ok "server http=$HTTP"
+
+# --- tokens
+expect 401 "GET /v1/devices without a token" "$U/v1/devices"
+body_has "d['ok'] is False and d['error']=='invalid_token'"
+expect 401 "GET /v1/devices with a wrong token" -H 'Authorization: Bearer nope' "$U/v1/devices"
+expect 200 "GET /v1/devices with --token" "${A[@]}" "$U/v1/devices"
+expect 200 "GET /v1/devices?access_token=" "$U/v1/devices?access_token=T0-fixed"
+expect 401 "oauth: wrong password" -u particle:particle \
+  -d grant_type=password -d username=alice -d password=bad "$U/oauth/token"
+expect 401 "oauth: wrong client" -u other:x \
+  -d grant_type=password -d username=alice -d password=s3cret "$U/oauth/token"
+expect 200 "oauth: password grant (particle-cli login)" -u particle:particle \
+  -d grant_type=password -d username=alice -d 'password=s3cret' "$U/oauth/token"
+body_has "d['token_type']=='bearer' and d['expires_in']==7776000 and len(d['access_token'])>=40 and d['refresh_token']"
+TOK=$(python3 -c "import json; print(json.load(open('$T/body'))['access_token'])")
+expect 200 "oauth: client_credentials grant" -u alice:s3cret \
+  -d grant_type=client_credentials "$U/oauth/token"
+expect 200 "GET /v1/devices with the issued token" -H "Authorization: Bearer $TOK" "$U/v1/devices"
+
+# --- event streams in the background (raw bytes kept)
+python3 - "$HTTP" /v1/events T0-fixed "$T/sse_all" <<'PY' &
+import socket, sys, time
+port, path, tok, out = sys.argv[1:]
+s = socket.create_connection(("127.0.0.1", int(port)))
+s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n".encode())
+with open(out, "wb") as f:
+    end = time.time() + 30
+    while time.time() < end:
+        d = s.recv(65536)
+        if not d: break
+        f.write(d); f.flush()
+PY
+BG+=($!)
+curl -s -N "${A[@]}" "$U/v1/devices/$ID/events/otalab" >"$T/sse_dev" &
+BG+=($!)
+"$OTALAB" events --server "$U" --token T0-fixed --count 1 otalab/product \
+  >"$T/cli_events" 2>&1 &
+CLI_EV=$!
+WS=
+if command -v node >/dev/null; then
+  node "$HERE/ws_event.js" "$HTTP" /v1/events/ws/otalab/device T0-fixed 10000 \
+    >"$T/ws.out" 2>&1 &
+  WS=$!
+fi
+wait_for 5 grep -qs ':ok' "$T/sse_all" || fail "no :ok on /v1/events"
+sleep 0.3
+
+# --- device registry
+python3 - "$T/dev/$ID.pub.pem" >"$T/reg.json" <<PY
+import json, sys
+print(json.dumps({"id": "$ID".upper(), "public_key": open(sys.argv[1]).read(),
+                  "name": "bench-1"}))
+PY
+expect 400 "POST /v1/devices malformed JSON" "${A[@]}" -H 'Content-Type: application/json' \
+  -d '{"id": ' "$U/v1/devices"
+expect 400 "POST /v1/devices malformed form" "${A[@]}" -d 'id=%zz' "$U/v1/devices"
+expect 400 "POST /v1/devices bad id" "${A[@]}" -d 'id=123' --data-urlencode 'public_key@'"$T/dev/$ID.pub.pem" "$U/v1/devices"
+expect 200 "POST /v1/devices (JSON)" "${A[@]}" -H 'Content-Type: application/json' \
+  --data @"$T/reg.json" "$U/v1/devices"
+body_has "d['id']=='$ID' and d['name']=='bench-1' and d['product_id']==0"
+cmp -s "$T/dev/$ID.pub.pem" "$T/data/devices/$ID.pub.pem" || fail "key not stored for the DTLS check"
+ok "public key written to DATA/devices/$ID.pub.pem"
+expect 200 "GET /v1/devices lists it" "${A[@]}" "$U/v1/devices"
+body_has "[x for x in d if x['id']=='$ID' and x['name']=='bench-1']"
+expect 404 "GET unknown device" "${A[@]}" "$U/v1/devices/ffffffffffffffffffffffff"
+
+# --- products
+expect 200 "POST /v1/products (form)" "${A[@]}" -d id=4711 -d name=widgets "$U/v1/products"
+expect 409 "POST /v1/products again" "${A[@]}" -d id=4711 -d name=widgets "$U/v1/products"
+expect 400 "POST /v1/products without name" "${A[@]}" -d id=4712 "$U/v1/products"
+expect 404 "unknown product firmware" "${A[@]}" "$U/v1/products/999/firmware"
+expect 404 "register into an unknown product" "${A[@]}" -d id=$ID -d product_id=999 \
+  --data-urlencode 'public_key@'"$T/dev/$ID.pub.pem" "$U/v1/devices"
+expect 200 "re-register the device into product 4711 (form)" "${A[@]}" -d id=$ID \
+  -d product_id=4711 -d name=bench-1 --data-urlencode 'public_key@'"$T/dev/$ID.pub.pem" "$U/v1/devices"
+expect 400 "upload a non-module" "${A[@]}" -F binary=@"$T/dev/$ID.pub.pem" -F version=3 \
+  "$U/v1/products/4711/firmware"
+expect 400 "upload with the wrong version" "${A[@]}" -F binary=@"$T/app.bin" -F version=4 \
+  "$U/v1/products/4711/firmware"
+expect 413 "upload over --max-upload" "${A[@]}" -F binary=@"$T/big.bin" -F version=5 \
+  "$U/v1/products/4711/firmware"
+expect 200 "upload firmware v3" "${A[@]}" -F binary=@"$T/app.bin" -F version=3 \
+  -F title=first "$U/v1/products/4711/firmware"
+body_has "d['version']==3 and d['title']=='first' and d['size']==$(stat -c %s "$T/app.bin")"
+expect 404 "release an unknown version" "${A[@]}" -X PUT -H 'Content-Type: application/json' \
+  -d '{"version":9}' "$U/v1/products/4711/firmware/release"
+expect 400 "release with malformed JSON" "${A[@]}" -X PUT -H 'Content-Type: application/json' \
+  -d '{"version":' "$U/v1/products/4711/firmware/release"
+expect 200 "release v3" "${A[@]}" -X PUT -H 'Content-Type: application/json' \
+  -d '{"version":3}' "$U/v1/products/4711/firmware/release"
+expect 200 "GET product firmware" "${A[@]}" "$U/v1/products/4711/firmware"
+body_has "d[0]['version']==3 and d[0]['product_default'] is True"
+expect 200 "GET product devices" "${A[@]}" "$U/v1/products/4711/devices"
+body_has "[x['id'] for x in d['devices']]==['$ID']"
+
+# --- the streams saw the events, in Particle's format
+sleep 0.5
+python3 - "$T/sse_all" "$ID" <<'PY' || fail "SSE stream format"
+import json, sys, re
+raw = open(sys.argv[1], "rb").read().decode()
+head, _, body = raw.partition("\r\n\r\n")
+assert head.startswith("HTTP/1.1 200"), head
+assert "text/event-stream" in head.lower(), head
+assert "transfer-encoding" not in head.lower(), "chunked SSE"
+assert body.startswith(":ok\n"), repr(body[:20])
+recs = [r for r in body.split("\n\n") if r.startswith("event: ")]
+names = []
+for r in recs:
+    lines = r.split("\n")
+    assert len(lines) == 2 and lines[1].startswith("data: "), r
+    d = json.loads(lines[1][6:])
+    assert set(d) == {"data", "ttl", "published_at", "coreid"}, d
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", d["published_at"])
+    names.append((lines[0][7:], d["coreid"]))
+assert ("otalab/device/registered", sys.argv[2]) in names, names
+assert ("otalab/product/firmware/released", "particle-internal") in names, names
+print("sse: %d records" % len(recs))
+PY
+ok "SSE /v1/events: :ok, event/data records, registration and release seen"
+grep -q "^event: otalab/device/registered" "$T/sse_dev" || fail "device stream missed the registration"
+! grep -q "otalab/product" "$T/sse_dev" || fail "device stream got a product event"
+ok "SSE /v1/devices/:id/events/otalab filtered by device and prefix"
+wait_for 5 grep -q 'otalab/product/firmware' "$T/cli_events" || fail "otalab events: $(cat "$T/cli_events")"
+wait "$CLI_EV" || fail "otalab events --count 1 exit code"
+ok "otalab events --count 1: $(cut -c1-60 "$T/cli_events")"
+if [ -n "$WS" ]; then
+  wait "$WS" || fail "websocket: $(cat "$T/ws.out")"
+  python3 -c "import json,sys; l=open('$T/ws.out').read().split('\n'); d=json.loads(l[1]); assert d['name'].startswith('otalab/device') and d['coreid']=='$ID', d" ||
+    fail "websocket message: $(cat "$T/ws.out")"
+  ok "WebSocket /v1/events/ws: one JSON message per event"
+else
+  echo "note: node missing, WebSocket check skipped"
+fi
+expect 401 "event stream without a token" "$U/v1/events"
+
+# --- restart: everything persisted
+stop_server
+start_server
+expect 200 "after restart: issued token still valid" -H "Authorization: Bearer $TOK" "$U/v1/devices"
+body_has "[x for x in d if x['id']=='$ID' and x['product_id']==4711]"
+expect 200 "after restart: firmware and release kept" "${A[@]}" "$U/v1/products/4711/firmware"
+body_has "d[0]['version']==3 and d[0]['product_default'] is True"
+cmp -s "$T/app.bin" "$T/data/firmware/4711/3.bin" || fail "firmware file"
+ok "after restart: DATA/firmware/4711/3.bin intact"
+
+# --- a corrupt store file is reported, moved aside, never fatal
+stop_server
+printf '{"4711": {broken' >"$T/data/products.json"
+start_server
+grep -q 'products.json is corrupt' "$T/server.log" || fail "corruption not reported"
+[ -f "$T/data/products.json.corrupt" ] || fail "corrupt file not kept aside"
+expect 200 "corrupt products.json: server up, other data kept" "${A[@]}" "$U/v1/devices"
+body_has "[x for x in d if x['id']=='$ID']"
+echo "PASS"
