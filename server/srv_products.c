@@ -49,7 +49,7 @@ int srv_products_option(const char *a, const char *v) {
 int srv_products_setup(void) {
   for (size_t i = 0; i < n_products; i++) {
     const char *c = strchr(opt_products[i], ':');
-    uint32_t id;
+    uint32_t id = 0;
     parse_u32(opt_products[i], (size_t)(c - opt_products[i]), &id);
     int err = srv_products_create(id, c + 1);
     if (err && err != OTA_EEXIST)
