@@ -5,11 +5,34 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "otalab/catalog.h"
 #include "otalab/coap.h"
 #include "otalab/electron.h"
+
+/* Bytes on the wire for one device or one OTA job, counted per DTLS record
+ * at the DTLS layer (OpenSSL's record-header callback; srv_coap.c). The parts
+ * add up: total = handshake + record_overhead + module + coap_overhead +
+ * retrans, coap_overhead = coap - module - retrans. */
+typedef struct {
+  uint64_t up, down; /* DTLS record bytes device->cloud, cloud->device */
+  uint64_t records_up, records_down;
+  uint64_t handshake; /* handshake, change-cipher-spec, alert records */
+  uint64_t
+      record_overhead; /* 29 B (13 header + 8 nonce + 8 tag) per app record */
+  uint64_t coap;       /* CoAP bytes inside application records */
+  uint64_t module;     /* module bytes in chunks, first sends */
+  uint64_t retrans;    /* CoAP bytes of resent chunks */
+  uint64_t chunks_resent;
+  uint64_t sessions; /* DTLS sessions that reached a Hello */
+} srv_usage_t;
+
+/* to -= from, field by field (a job's share of a device's counters). */
+void srv_usage_sub(srv_usage_t *to, const srv_usage_t *from);
+/* The usage as a JSON object (a json_t*, new reference). */
+void *srv_usage_json(const srv_usage_t *u);
 
 #define SRV_ID_HEX 24
 #define SRV_ID_RAW 12
@@ -25,10 +48,14 @@ typedef struct {
   char addr[64];     /* "ip:port" of the last session */
   char *describe;    /* last describe reply (JSON text), or NULL */
   void *session;
-  unsigned hellos;     /* Hellos accepted so far */
-  uint8_t hello_flags; /* flags of the last Hello */
-  int described;       /* a describe arrived since the last Hello */
-  struct srv_ota *ota; /* OTA jobs (srv_ota.c), malloc'd on first use */
+  unsigned hellos;         /* Hellos accepted so far */
+  uint8_t hello_flags;     /* flags of the last Hello */
+  int described;           /* a describe arrived since the last Hello */
+  struct srv_ota *ota;     /* OTA jobs (srv_ota.c), malloc'd on first use */
+  uint16_t hello_product;  /* product id of the last Hello (10 = platform) */
+  int development;         /* product device flashed by hand (srv_cloud.c) */
+  srv_usage_t usage;       /* bytes on the wire, all sessions (srv_coap.c) */
+  struct srv_cloud *cloud; /* healer and event state (srv_cloud.c) */
 } srv_device_t;
 
 typedef struct {
@@ -108,11 +135,32 @@ typedef enum {
 /* Static name of a job state ("SENDING"). */
 const char *srv_job_state_name(srv_job_state_t s);
 
-/* Copy mod[len] (already validated by the caller) into the device's queue
- * and start it if the device is connected, described and idle. *job gets the
- * job number. OTA_EFULL when SRV_OTA_QUEUE jobs are pending, OTA_ENOMEM. */
+/* Who queued a job. */
+typedef enum {
+  SRV_ORIGIN_USER,    /* PUT /v1/devices/:id (flashed by hand) */
+  SRV_ORIGIN_HEALER,  /* the Safe Mode Healer */
+  SRV_ORIGIN_PRODUCT, /* the product's released firmware */
+} srv_origin_t;
+const char *srv_origin_name(srv_origin_t o);
+
+/* Copy mod[len] (already validated by the caller) into the device's queue,
+ * save it under DATA/jobs/ (fsync + atomic rename) and start it if the
+ * device is connected, described and idle. *job gets the job number.
+ * OTA_EFULL when SRV_OTA_QUEUE jobs are pending, OTA_ENOMEM. */
 int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
-                    const char *name, unsigned *job);
+                    const char *name, srv_origin_t origin, unsigned *job);
+/* The queued or running job (QUEUED, SENDING or REBOOTING) that carries
+ * module `ref`, or 0. */
+unsigned srv_ota_find(const srv_device_t *d, const ota_modref_t *ref);
+/* 1 when the device has any job queued or running. */
+int srv_ota_busy(const srv_device_t *d);
+/* Re-queue the jobs saved under DATA/jobs/ by a previous run (from zero:
+ * the device never applies a partial module). Returns how many. */
+size_t srv_ota_restore(srv_devices_t *t);
+/* Save the device's queue and flags (DATA/jobs/<id>.json). */
+void srv_ota_save(const srv_device_t *d);
+/* The --data DIR (set by main). */
+extern const char *srv_data_dir;
 /* Events from the CoAP adapter. */
 void srv_ota_on_hello(srv_device_t *d);
 void srv_ota_on_describe(srv_device_t *d);
@@ -128,6 +176,41 @@ unsigned srv_ota_timers(srv_devices_t *t);
 void srv_ota_json(const srv_device_t *d, void *obj);
 /* Free a device's jobs; safe twice. */
 void srv_ota_free(srv_device_t *d);
+
+/* ---- Cloud behaviour (srv_cloud.c): the Safe Mode Healer per device,
+ * product vs developer devices, product firmware, events to the bus
+ * (PROTOCOL.md 7, 9; docs/PROTOCOL.md "Cloud behaviour choices"). ---- */
+
+/* --fixtures DIR (module files the healer sends). As srv_api_option. */
+int srv_cloud_option(const char *a, const char *v);
+void srv_cloud_usage(FILE *f);
+/* Publish an event to the bus and log it (device_id NULL: cloud-wide). */
+void srv_emit(const char *name, const char *data, const char *device_id);
+/* Connection events from the CoAP adapter. */
+void srv_cloud_on_hello(srv_device_t *d);
+void srv_cloud_on_describe(srv_device_t *d);
+void srv_cloud_on_disconnect(srv_device_t *d);
+/* An event the device published (POST E/e). */
+void srv_cloud_on_device_event(srv_device_t *d, const char *name,
+                               const uint8_t *data, size_t len);
+/* A job ended (from srv_ota.c): feeds the healer and the flash events. */
+void srv_cloud_on_job_end(srv_device_t *d, srv_origin_t origin,
+                          const ota_modref_t *ref, int ok, const char *why,
+                          const srv_usage_t *usage);
+/* The planner's estimate for one module's OTA (ota_plan_make from the
+ * release shipping it with only that module older): {"wire":..,
+ * "payload":..,...} or JSON null for modules outside the catalogue. */
+void *srv_cloud_estimate_json(const ota_modref_t *ref);
+/* The product id of the device (registry), 0 = developer device. */
+uint32_t srv_cloud_product(const srv_device_t *d);
+/* A product device flashed by hand becomes a development device. */
+void srv_cloud_mark_development(srv_device_t *d);
+/* Healer timers; ms until the next (<= 1000). */
+unsigned srv_cloud_timers(srv_devices_t *t);
+/* "product_id", "development", "safe_mode", "healer" into obj (json_t*). */
+void srv_cloud_json(const srv_device_t *d, void *obj);
+/* Free the device's cloud state; safe twice. */
+void srv_cloud_free(srv_device_t *d);
 
 /* The lws protocol list (HTTP first, then the raw CoAP fd protocol);
  * declared in srv_http.c, used by srv_main.c (needs <libwebsockets.h>). */

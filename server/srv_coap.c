@@ -44,6 +44,77 @@ static void session_addr(coap_session_t *s, char *buf, size_t cap) {
   buf[n < cap ? n : cap - 1] = 0;
 }
 
+/* ---- data usage: every DTLS record, counted from its 13-byte header by
+ * OpenSSL's message callback (both directions, handshake included). Records
+ * of a session are kept per SSL until its Hello names the device. ---- */
+typedef struct {
+  srv_device_t *dev; /* set at the Hello */
+  srv_usage_t pre;   /* before the Hello (the handshake) */
+} acct_t;
+
+static int acct_idx = -1;
+
+static void acct_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                      long argl, void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  free(ptr);
+}
+
+static acct_t *acct_of(SSL *ssl) {
+  if (acct_idx < 0)
+    return NULL;
+  acct_t *a = SSL_get_ex_data(ssl, acct_idx);
+  if (!a && (a = calloc(1, sizeof *a)) && !SSL_set_ex_data(ssl, acct_idx, a)) {
+    free(a);
+    a = NULL;
+  }
+  return a;
+}
+
+#define DTLS_HDR 13
+#define DTLS_AEAD 16 /* CCM_8: 8-byte explicit nonce + 8-byte tag */
+
+static void record_cb(int write_p, int version, int content_type,
+                      const void *buf, size_t len, SSL *ssl, void *arg) {
+  (void)version, (void)arg;
+  if (content_type != SSL3_RT_HEADER || len < DTLS_HDR)
+    return;
+  const uint8_t *h = buf;
+  size_t rlen = DTLS_HDR + ((size_t)h[11] << 8 | h[12]);
+  acct_t *a = acct_of(ssl);
+  if (!a)
+    return;
+  srv_usage_t *u = a->dev ? &a->dev->usage : &a->pre;
+  if (write_p)
+    u->down += rlen, u->records_down++;
+  else
+    u->up += rlen, u->records_up++;
+  if (h[0] == SSL3_RT_APPLICATION_DATA && rlen >= DTLS_HDR + DTLS_AEAD) {
+    u->record_overhead += DTLS_HDR + DTLS_AEAD;
+    u->coap += rlen - DTLS_HDR - DTLS_AEAD;
+  } else {
+    u->handshake += rlen;
+  }
+}
+
+/* The Hello named the session's device: its records count for it now. */
+static void acct_bind(coap_session_t *s, srv_device_t *d) {
+  coap_tls_library_t lib;
+  SSL *ssl = coap_session_get_tls(s, &lib);
+  acct_t *a = ssl && lib == COAP_TLS_LIBRARY_OPENSSL ? acct_of(ssl) : NULL;
+  d->usage.sessions++;
+  if (!a || a->dev == d)
+    return;
+  srv_usage_t *u = &d->usage;
+  u->up += a->pre.up, u->down += a->pre.down;
+  u->records_up += a->pre.records_up, u->records_down += a->pre.records_down;
+  u->handshake += a->pre.handshake;
+  u->record_overhead += a->pre.record_overhead;
+  u->coap += a->pre.coap;
+  memset(&a->pre, 0, sizeof a->pre);
+  a->dev = d;
+}
+
 static void keylog_cb(const SSL *ssl, const char *line) {
   (void)ssl;
   if (keylog) {
@@ -70,6 +141,10 @@ static int tls_setup(void *tls, coap_dtls_pki_t *setup) {
   SSL_set_options(ssl, SSL_OP_NO_TICKET);
   if (keylog)
     SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), keylog_cb);
+  /* This SSL and (through the context) the next listening one, which
+   * answers the next ClientHello with its HelloVerifyRequest. */
+  SSL_set_msg_callback(ssl, record_cb);
+  SSL_CTX_set_msg_callback(SSL_get_SSL_CTX(ssl), record_cb);
   return 1;
 }
 
@@ -169,12 +244,15 @@ static void hnd_hello(coap_resource_t *r, coap_session_t *s,
   d->last_heard = time(NULL);
   d->hellos++;
   d->hello_flags = h.flags;
+  d->hello_product = h.product_id;
   d->described = 0;
+  acct_bind(s, d);
   snprintf(d->addr, sizeof d->addr, "%s", a);
   OTA_LOGI("coap: %s device %s Hello accepted (flags 0x%02x, platform %u), "
            "connected",
            a, id, h.flags, (unsigned)h.platform_id);
   srv_ota_on_hello(d);
+  srv_cloud_on_hello(d);
   /* Empty ACK (code 0.00) as the cloud sends; greeting follows from the loop.
    */
   queue(s, 0);
@@ -285,7 +363,7 @@ static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent,
     d->described = 1;
     OTA_LOGI("coap: %s describe (%zu bytes): %.*s", d->id, len, (int)len,
              (const char *)p);
-    srv_ota_on_describe(d);
+    srv_cloud_on_describe(d);
   } else if (srv_ota_sending(d)) {
     ota_coap_msg_t m;
     msg_of_pdu(rcv, &m);
@@ -310,6 +388,31 @@ static void forget(coap_session_t *s, const char *why) {
   d->connected = 0;
   d->session = NULL;
   srv_ota_on_disconnect(d);
+  srv_cloud_on_disconnect(d);
+}
+
+/* An event the device publishes: POST E (private) or e (public) with the
+ * whole name in the second Uri-Path (PROTOCOL.md 2.2). NON gets nothing back,
+ * CON the empty ACK. */
+static void hnd_event(coap_resource_t *r, coap_session_t *s,
+                      const coap_pdu_t *req, const coap_string_t *q,
+                      coap_pdu_t *resp) {
+  (void)r, (void)q, (void)resp;
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  ota_coap_msg_t m;
+  ota_msg_event_t ev;
+  msg_of_pdu(req, &m);
+  if (!d || ota_msg_classify(&m, OTA_DIR_TO_CLOUD) != OTA_MSG_EVENT ||
+      ota_msg_event_parse(&m, &ev)) {
+    char sum[96];
+    OTA_LOGI("coap: %s %s: not an event, ignored", d ? d->id : "?",
+             ota_coap_summary(&m, sum, sizeof sum));
+    return;
+  }
+  d->last_heard = time(NULL);
+  char name[OTA_EVENT_NAME_MAX + 1];
+  snprintf(name, sizeof name, "%.*s", (int)ev.name_len, ev.name);
+  srv_cloud_on_device_event(d, name, ev.data, ev.data_len);
 }
 
 static int on_event(coap_session_t *s, const coap_event_t ev) {
@@ -415,6 +518,11 @@ int srv_coap_setup(const srv_opts_t *o, srv_devices_t *d) {
   r = coap_resource_init(coap_make_str_const("u"), 0);
   coap_register_request_handler(r, COAP_REQUEST_PUT, hnd_ota);
   coap_add_resource(ctx, r);
+  r = coap_resource_unknown_init(NULL);
+  coap_register_request_handler(r, COAP_REQUEST_POST, hnd_event);
+  coap_add_resource(ctx, r);
+  if (acct_idx < 0)
+    acct_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, acct_free);
   coap_register_response_handler(ctx, on_response);
   coap_register_nack_handler(ctx, on_nack);
   coap_register_event_handler(ctx, on_event);
@@ -452,6 +560,9 @@ unsigned srv_coap_timers(void) {
   coap_ticks(&now);
   unsigned t = coap_io_prepare_epoll(ctx, now);
   unsigned o = srv_ota_timers(devs);
+  unsigned hc = srv_cloud_timers(devs);
+  if (hc < o)
+    o = hc;
   if (t == 0 || t > 1000)
     t = 1000;
   return o < t ? o : t;

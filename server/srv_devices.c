@@ -19,6 +19,7 @@ void srv_devices_free(srv_devices_t *t) {
     free(t->rows[i].describe);
     t->rows[i].describe = NULL;
     srv_ota_free(&t->rows[i]);
+    srv_cloud_free(&t->rows[i]);
   }
   t->n = 0;
 }

@@ -95,8 +95,11 @@ static char *device_json(const char *id, unsigned *status) {
     json_object_set_new(o, "modules", mods);
     json_object_set_new(o, "describe", desc ? desc : json_null());
     json_object_set_new(o, "hellos", json_integer(d ? d->hellos : 0));
-    if (d)
+    if (d) {
       srv_ota_json(d, o);
+      srv_cloud_json(d, o);
+      json_object_set_new(o, "data_usage", srv_usage_json(&d->usage));
+    }
   }
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
@@ -198,7 +201,8 @@ static char *flash(pss_t *pss) {
     char name[64];
     snprintf(name, sizeof name, "%.*s", (int)files[i]->filename_len,
              files[i]->filename ? files[i]->filename : "");
-    int err = srv_ota_enqueue(d, files[i]->data, files[i]->len, name, &job);
+    int err = srv_ota_enqueue(d, files[i]->data, files[i]->len, name,
+                              SRV_ORIGIN_USER, &job);
     if (err) {
       OTA_LOGW("http: PUT %s refused: cannot queue %s: %s (503)", id, name,
                ota_strerror(err));
@@ -209,6 +213,7 @@ static char *flash(pss_t *pss) {
     }
     json_array_append_new(jobs, json_integer(job));
   }
+  srv_cloud_mark_development(d);
   pss->status = 200;
   json_t *o = json_pack("{s:b,s:s,s:s,s:i,s:o}", "ok", 1, "id", id, "status",
                         "Update started", "job", (json_int_t)job, "jobs", jobs);

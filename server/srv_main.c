@@ -86,6 +86,7 @@ static void usage(FILE *f) {
           "  --ota-gap MS    fast OTA: pause between windows (default 100)\n"
           "  -v              verbose (twice: libcoap/DTLS debug)\n");
   srv_api_usage(f);
+  srv_cloud_usage(f);
   fprintf(f, "  --help          this text\n\n"
              "Prints 'listening coap=PORT http=PORT' on stdout when ready.\n"
              "SSLKEYLOGFILE=FILE appends DTLS keys in NSS key-log format.\n");
@@ -136,7 +137,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       o.max_upload = (size_t)n, i++;
-    } else if ((n_api = srv_api_option(a, v)) != 0) {
+    } else if ((n_api = srv_cloud_option(a, v)) != 0 ||
+               (n_api = srv_api_option(a, v)) != 0) {
       if (n_api < 0)
         return 2;
       i += n_api - 1;
@@ -189,6 +191,10 @@ int main(int argc, char **argv) {
     OTA_LOGE("cannot open the store under %s", o.data_dir);
     goto out;
   }
+  srv_data_dir = o.data_dir;
+  size_t nrest = srv_ota_restore(&devs);
+  if (nrest)
+    OTA_LOGI("ota: %zu saved job(s) restored from %s/jobs", nrest, o.data_dir);
   int cfd = srv_coap_setup(&o, &devs);
   if (cfd < 0)
     goto out;

@@ -1,14 +1,20 @@
 /* otalab-server OTA jobs: per-device queue of modules pushed by core's ota_tx
  * and confirmed by the Describe after the reboot (PROTOCOL.md 2.4-2.5, 3.1). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "otalab/err.h"
 #include "otalab/log.h"
 #include "otalab/module.h"
+#include "otalab/msg.h"
 #include "otalab/ota_tx.h"
 #include "otalab/outbox.h"
 #include "srv.h"
@@ -25,6 +31,11 @@ typedef struct {
   uint64_t t_queued, t_start, t_sent, t_end, deadline;
   uint32_t chunks, resent, dones; /* ota_tx counters at the end of SENDING */
   char why[160];
+  srv_origin_t origin;
+  srv_usage_t u0, usage; /* device counters at the start; the job's share */
+  uint64_t payload_sent; /* chunk payload bytes sent, resends included */
+  uint32_t prog_sent;    /* progress event: last bytes reported ... */
+  uint64_t prog_t;       /* ... and when */
 } job_t;
 
 struct srv_ota {
@@ -37,10 +48,149 @@ struct srv_ota {
 
 static unsigned next_job = 1;
 unsigned srv_ota_window, srv_ota_gap_ms;
+const char *srv_data_dir;
 static ota_outbox_t outbox; /* one shared outbox: drained after every call */
 
 static const char *const state_names[] = {"QUEUED", "SENDING", "REBOOTING",
                                           "DONE", "FAILED"};
+
+const char *srv_origin_name(srv_origin_t o) {
+  return o == SRV_ORIGIN_HEALER    ? "healer"
+         : o == SRV_ORIGIN_PRODUCT ? "product"
+                                   : "user";
+}
+
+static srv_origin_t origin_of(const char *s) {
+  return s && !strcmp(s, "healer")    ? SRV_ORIGIN_HEALER
+         : s && !strcmp(s, "product") ? SRV_ORIGIN_PRODUCT
+                                      : SRV_ORIGIN_USER;
+}
+
+void srv_usage_sub(srv_usage_t *to, const srv_usage_t *from) {
+  to->up -= from->up;
+  to->down -= from->down;
+  to->records_up -= from->records_up;
+  to->records_down -= from->records_down;
+  to->handshake -= from->handshake;
+  to->record_overhead -= from->record_overhead;
+  to->coap -= from->coap;
+  to->module -= from->module;
+  to->retrans -= from->retrans;
+  to->chunks_resent -= from->chunks_resent;
+  to->sessions -= from->sessions;
+}
+
+void *srv_usage_json(const srv_usage_t *u) {
+  uint64_t inner = u->module + u->retrans;
+  uint64_t coap_over = u->coap > inner ? u->coap - inner : 0;
+  return json_pack(
+      "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "total",
+      (json_int_t)(u->up + u->down), "up", (json_int_t)u->up, "down",
+      (json_int_t)u->down, "module_payload", (json_int_t)u->module,
+      "coap_overhead", (json_int_t)coap_over, "dtls_records",
+      (json_int_t)u->record_overhead, "dtls_handshakes",
+      (json_int_t)u->handshake, "retransmissions", (json_int_t)u->retrans,
+      "chunks_resent", (json_int_t)u->chunks_resent, "records",
+      (json_int_t)(u->records_up + u->records_down), "coap",
+      (json_int_t)u->coap, "sessions", (json_int_t)u->sessions);
+}
+
+/* ---- persistence: DATA/jobs/<id>.json + DATA/jobs/<id>-<job>.bin ---- */
+
+static int mkdir_p(const char *dir) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s", dir);
+  for (char *c = p + 1; *c; c++)
+    if (*c == '/') {
+      *c = 0;
+      mkdir(p, 0755);
+      *c = '/';
+    }
+  return mkdir(p, 0755) && errno != EEXIST ? OTA_EIO : 0;
+}
+
+/* Write a file durably: temp file, fsync, rename, fsync the directory. */
+static int write_atomic(const char *dir, const char *name, const void *buf,
+                        size_t len) {
+  char path[4096], tmp[4200];
+  if (mkdir_p(dir))
+    return OTA_EIO;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    return OTA_EIO;
+  const uint8_t *p = buf;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = write(fd, p + off, len - off);
+    if (n <= 0 && errno != EINTR) {
+      close(fd);
+      unlink(tmp);
+      return OTA_EIO;
+    }
+    if (n > 0)
+      off += (size_t)n;
+  }
+  if (fsync(fd) || close(fd) || rename(tmp, path)) {
+    unlink(tmp);
+    return OTA_EIO;
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
+}
+
+static void jobs_dir(char *out, size_t cap) {
+  snprintf(out, cap, "%s/jobs", srv_data_dir ? srv_data_dir : ".");
+}
+
+static void bin_name(const srv_device_t *d, unsigned job, char *out,
+                     size_t cap) {
+  snprintf(out, cap, "%s-%u.bin", d->id, job);
+}
+
+static int restoring; /* no saves while srv_ota_restore() re-queues */
+
+void srv_ota_save(const srv_device_t *d) {
+  if (restoring || !srv_data_dir)
+    return;
+  char dir[4096], name[64], bin[64];
+  jobs_dir(dir, sizeof dir);
+  json_t *jobs = json_array();
+  const struct srv_ota *o = d->ota;
+  for (size_t i = 0; o && i < o->n; i++) {
+    const job_t *j = &o->q[i];
+    char mod[32];
+    bin_name(d, j->id, bin, sizeof bin);
+    snprintf(mod, sizeof mod, "%c/%u v%u", ota_fn_letter(j->ref.func),
+             j->ref.index, j->ref.version);
+    json_array_append_new(jobs, json_pack("{s:i,s:s,s:s,s:s,s:s,s:s}", "job",
+                                          (json_int_t)j->id, "file", j->name,
+                                          "origin", srv_origin_name(j->origin),
+                                          "module", mod, "bin", bin, "state",
+                                          srv_job_state_name(j->state)));
+  }
+  json_t *root = json_pack("{s:s,s:b,s:o}", "id", d->id, "development",
+                           d->development, "jobs", jobs);
+  char *text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
+  json_decref(root);
+  snprintf(name, sizeof name, "%s.json", d->id);
+  if (!text || write_atomic(dir, name, text, strlen(text)))
+    OTA_LOGE("ota: %s cannot save the job queue under %s", d->id, dir);
+  free(text);
+}
+
+static void remove_bin(const srv_device_t *d, unsigned job) {
+  char dir[4096], bin[64], path[4200];
+  jobs_dir(dir, sizeof dir);
+  bin_name(d, job, bin, sizeof bin);
+  snprintf(path, sizeof path, "%s/%s", dir, bin);
+  unlink(path);
+}
 
 const char *srv_job_state_name(srv_job_state_t s) {
   return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s]
@@ -59,6 +209,33 @@ static void set_state(srv_device_t *d, job_t *j, srv_job_state_t st,
            ota_fn_letter(j->ref.func), j->ref.index, j->ref.version,
            srv_job_state_name(j->state), srv_job_state_name(st), why);
   j->state = st;
+  if (st == SRV_JOB_SENDING) {
+    j->u0 = d->usage;
+    j->payload_sent = 0;
+    j->prog_sent = 0;
+    j->prog_t = now_ms();
+    srv_emit("spark/flash/status", "started", d->id);
+  }
+}
+
+/* otalab/ota/progress: at most every 10 % of the module or every second,
+ * and at the end. */
+static void progress(srv_device_t *d, job_t *j) {
+  uint64_t now = now_ms();
+  uint32_t step = j->total / 10 ? j->total / 10 : 1;
+  if (j->sent != j->total && j->sent < j->prog_sent + step &&
+      now < j->prog_t + 1000)
+    return;
+  if (j->sent == j->prog_sent)
+    return;
+  char data[128];
+  snprintf(data, sizeof data,
+           "{\"module\":\"%c/%u v%u\",\"sent\":%u,\"total\":%u}",
+           ota_fn_letter(j->ref.func), j->ref.index, j->ref.version, j->sent,
+           j->total);
+  j->prog_sent = j->sent;
+  j->prog_t = now;
+  srv_emit("otalab/ota/progress", data, d->id);
 }
 
 static void start_next(srv_device_t *d);
@@ -71,6 +248,10 @@ static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
   job_t *j = &o->q[0];
   snprintf(j->why, sizeof j->why, "%s", why);
   j->t_end = now_ms();
+  if (j->t_start) {
+    j->usage = d->usage;
+    srv_usage_sub(&j->usage, &j->u0);
+  }
   set_state(d, j, st, why);
   if (st == SRV_JOB_DONE)
     OTA_LOGI(
@@ -82,6 +263,7 @@ static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
   ota_tx_free(&o->tx);
   free(j->mod);
   j->mod = NULL;
+  remove_bin(d, j->id);
   o->last = *j;
   o->has_last = 1;
   memmove(&o->q[0], &o->q[1], (o->n - 1) * sizeof o->q[0]);
@@ -92,11 +274,17 @@ static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
       OTA_LOGW("ota: %s job %u cancelled: job %u failed", d->id, k->id,
                o->last.id);
       free(k->mod);
+      remove_bin(d, k->id);
       memmove(&o->q[0], &o->q[1], (o->n - 1) * sizeof o->q[0]);
       o->n--;
     }
   }
-  start_next(d);
+  srv_ota_save(d);
+  job_t fin = o->last;
+  srv_cloud_on_job_end(d, fin.origin, &fin.ref, st == SRV_JOB_DONE, why,
+                       fin.t_start ? &fin.usage : NULL);
+  if (d->ota)
+    start_next(d);
 }
 
 /* Carry out the outbox: SENDs become libcoap PDUs, EVENTs update the job. */
@@ -108,14 +296,28 @@ static void drain(srv_device_t *d) {
     if (fx->kind == OTA_FX_SEND) {
       ota_coap_msg_t m;
       if (ota_outbox_msg(&outbox, fx, &m) || !d->session ||
-          srv_coap_send(d->session, &m))
+          srv_coap_send(d->session, &m)) {
         OTA_LOGW("ota: %s cannot send an OTA message", d->id);
+      } else if (j && m.payload_len &&
+                 ota_msg_classify(&m, OTA_DIR_TO_DEVICE) == OTA_MSG_CHUNK) {
+        /* First sends count as module payload, the rest as retransmissions
+         * (whole CoAP message). */
+        if (j->payload_sent < j->len) {
+          uint64_t left = j->len - j->payload_sent;
+          d->usage.module += m.payload_len < left ? m.payload_len : left;
+        } else {
+          d->usage.retrans += ota_coap_encoded_size(&m);
+          d->usage.chunks_resent++;
+        }
+        j->payload_sent += m.payload_len;
+      }
     } else if (fx->kind == OTA_FX_EVENT && j) {
       ota_tx_report_t r;
       if (ota_tx_report_get(&outbox, fx, &r))
         continue;
       j->sent = r.sent;
       j->total = r.total;
+      progress(d, j);
     }
   }
   ota_outbox_clear(&outbox);
@@ -137,6 +339,7 @@ static void drain(srv_device_t *d) {
   }
   j->t_sent = now_ms();
   j->sent = j->total = (uint32_t)j->len;
+  progress(d, j);
   j->hellos_at_done = d->hellos;
   j->deadline = j->t_sent + SRV_OTA_REBOOT_TIMEOUT_MS;
   set_state(d, j, SRV_JOB_REBOOTING,
@@ -177,7 +380,7 @@ static void start_next(srv_device_t *d) {
 }
 
 int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
-                    const char *name, unsigned *job) {
+                    const char *name, srv_origin_t origin, unsigned *job) {
   ota_module_t m;
   int err = ota_module_parse(mod, len, &m);
   if (err)
@@ -198,16 +401,131 @@ int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
   j->ref.version = m.info.version;
   snprintf(j->name, sizeof j->name, "%s", name ? name : "");
   j->id = next_job++;
+  j->origin = origin;
   j->state = SRV_JOB_QUEUED;
   j->total = (uint32_t)len;
   j->t_queued = now_ms();
   o->n++;
   *job = j->id;
-  OTA_LOGI("ota: %s job %u queued: %s %c/%u v%u, %zu bytes (%zu in queue)",
-           d->id, j->id, j->name, ota_fn_letter(j->ref.func), j->ref.index,
-           j->ref.version, len, o->n);
+  OTA_LOGI("ota: %s job %u queued (%s): %s %c/%u v%u, %zu bytes (%zu in "
+           "queue)",
+           d->id, j->id, srv_origin_name(origin), j->name,
+           ota_fn_letter(j->ref.func), j->ref.index, j->ref.version, len, o->n);
+  if (!restoring) {
+    char dir[4096], bin[64];
+    jobs_dir(dir, sizeof dir);
+    bin_name(d, j->id, bin, sizeof bin);
+    if (srv_data_dir && write_atomic(dir, bin, mod, len))
+      OTA_LOGE("ota: %s cannot save job %u under %s", d->id, j->id, dir);
+    srv_ota_save(d);
+  }
   start_next(d);
   return 0;
+}
+
+unsigned srv_ota_find(const srv_device_t *d, const ota_modref_t *ref) {
+  const struct srv_ota *o = d->ota;
+  for (size_t i = 0; o && i < o->n; i++)
+    if (o->q[i].ref.func == ref->func && o->q[i].ref.index == ref->index &&
+        o->q[i].ref.version == ref->version)
+      return o->q[i].id;
+  return 0;
+}
+
+int srv_ota_busy(const srv_device_t *d) {
+  return d->ota && d->ota->n;
+}
+
+static uint8_t *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  uint8_t *buf = NULL;
+  size_t cap = 0, n = 0, r;
+  do {
+    if (n == cap) {
+      uint8_t *p = realloc(buf, cap = cap ? cap * 2 : 64 * 1024);
+      if (!p) {
+        free(buf);
+        fclose(f);
+        return NULL;
+      }
+      buf = p;
+    }
+    r = fread(buf + n, 1, cap - n, f);
+    n += r;
+  } while (r);
+  fclose(f);
+  *len = n;
+  return buf;
+}
+
+size_t srv_ota_restore(srv_devices_t *t) {
+  char dir[4096];
+  jobs_dir(dir, sizeof dir);
+  DIR *dp = opendir(dir);
+  if (!dp)
+    return 0;
+  size_t count = 0;
+  struct dirent *e;
+  restoring = 1;
+  while ((e = readdir(dp))) {
+    size_t nl = strlen(e->d_name);
+    if (nl != SRV_ID_HEX + 5 || strcmp(e->d_name + SRV_ID_HEX, ".json"))
+      continue;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    const char *id = json_string_value(json_object_get(root, "id"));
+    srv_device_t *d =
+        id && strlen(id) == SRV_ID_HEX ? srv_devices_get(t, id) : NULL;
+    if (!d) {
+      OTA_LOGW("ota: %s unreadable, ignored", path);
+      json_decref(root);
+      continue;
+    }
+    d->development = json_is_true(json_object_get(root, "development"));
+    size_t i;
+    json_t *jj;
+    json_array_foreach(json_object_get(root, "jobs"), i, jj) {
+      unsigned old = (unsigned)json_integer_value(json_object_get(jj, "job"));
+      const char *bin = json_string_value(json_object_get(jj, "bin"));
+      const char *file = json_string_value(json_object_get(jj, "file"));
+      char bp[4400];
+      size_t len = 0;
+      snprintf(bp, sizeof bp, "%s/%s", dir, bin ? bin : "");
+      uint8_t *mod = bin ? read_all(bp, &len) : NULL;
+      unsigned job = 0;
+      if (old >= next_job)
+        next_job = old + 1;
+      int err =
+          mod ? srv_ota_enqueue(
+                    d, mod, len, file,
+                    origin_of(json_string_value(json_object_get(jj, "origin"))),
+                    &job)
+              : OTA_ENOENT;
+      free(mod);
+      if (err) {
+        OTA_LOGW("ota: %s saved job %u not restored: %s", d->id, old,
+                 ota_strerror(err));
+        continue;
+      }
+      /* Keep the saved number: the bytes file is named after it. */
+      d->ota->q[d->ota->n - 1].id = old;
+      count++;
+      OTA_LOGI("ota: %s job %u restored from %s (%s), restarts from zero at "
+               "the next connect",
+               d->id, old, bp, json_string_value(json_object_get(jj, "state")));
+    }
+    json_decref(root);
+  }
+  closedir(dp);
+  restoring = 0;
+  for (size_t k = 0; k < t->n; k++)
+    if (t->rows[k].ota)
+      srv_ota_save(&t->rows[k]);
+  return count;
 }
 
 void srv_ota_on_hello(srv_device_t *d) {
@@ -337,7 +655,11 @@ static json_t *job_json(const job_t *j, const ota_tx_t *tx) {
                         json_integer((json_int_t)(j->t_end - j->t_start)));
     json_object_set_new(o, "chunks_sent", json_integer(j->chunks));
     json_object_set_new(o, "chunks_resent", json_integer(j->resent));
+    if (j->t_start)
+      json_object_set_new(o, "data_usage", srv_usage_json(&j->usage));
   }
+  json_object_set_new(o, "origin", json_string(srv_origin_name(j->origin)));
+  json_object_set_new(o, "estimate", srv_cloud_estimate_json(&j->ref));
   return o;
 }
 
