@@ -5,21 +5,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/ecp.h>
-#include <mbedtls/error.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/x509_crt.h>
-
 #include "cli.h"
 #include "otalab/err.h"
-
-/* Entropy straight from the kernel: the CLI is an adapter, core never sees it.
- */
-static int urandom_entropy(void *ud, unsigned char *out, size_t len) {
-  FILE *f = ud;
-  return fread(out, 1, len, f) == len ? 0 : -1;
-}
+#include "sim_keys.h"
 
 static void keys_usage(FILE *out) {
   fprintf(out,
@@ -54,98 +42,33 @@ static int is_hex24(const char *s) {
   return 1;
 }
 
+/* The generation itself lives in device-sim/sim_keys.c (otalab_simkeys),
+ * shared with otalab-device's fleet mode. */
 static int gen(const char *kind, const char *id, const char *dir) {
-  mbedtls_pk_context pk;
-  mbedtls_ctr_drbg_context drbg;
-  mbedtls_x509write_cert crt;
-  mbedtls_mpi serial;
-  unsigned char buf[4096], serial_raw[8];
-  char name[128], subject[128];
-  int rc = CLI_EXIT_FAIL, ret;
-  FILE *ur = fopen("/dev/urandom", "rb");
-
-  mbedtls_pk_init(&pk);
-  mbedtls_ctr_drbg_init(&drbg);
-  mbedtls_x509write_crt_init(&crt);
-  mbedtls_mpi_init(&serial);
-  if (!ur) {
-    fprintf(stderr, "otalab keys: cannot open /dev/urandom: %s\n",
-            strerror(errno));
-    goto out;
-  }
-  if ((ret = mbedtls_ctr_drbg_seed(&drbg, urandom_entropy, ur,
-                                   (const unsigned char *)"otalab-keys", 11)) !=
-          0 ||
-      (ret = mbedtls_pk_setup(
-           &pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY))) != 0 ||
-      (ret = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(pk),
-                                 mbedtls_ctr_drbg_random, &drbg)) != 0)
-    goto mbed_fail;
-
+  sim_keypair_t kp;
+  char name[128];
   const char *base = id ? id : "server";
-  snprintf(subject, sizeof subject, "CN=%s,O=otalab",
-           id ? id : "otalab-server");
-  if ((ret = mbedtls_ctr_drbg_random(&drbg, serial_raw, sizeof serial_raw)))
-    goto mbed_fail;
-  serial_raw[0] &= 0x7f;
-  serial_raw[0] |= 0x01;
-  mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
-  mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
-  mbedtls_x509write_crt_set_subject_key(&crt, &pk);
-  mbedtls_x509write_crt_set_issuer_key(&crt, &pk);
-  if ((ret = mbedtls_mpi_read_binary(&serial, serial_raw, sizeof serial_raw)) ||
-      (ret = mbedtls_x509write_crt_set_serial(&crt, &serial)) ||
-      (ret = mbedtls_x509write_crt_set_subject_name(&crt, subject)) ||
-      (ret = mbedtls_x509write_crt_set_issuer_name(&crt, subject)) ||
-      (ret = mbedtls_x509write_crt_set_validity(&crt, "20200101000000",
-                                                "20491231235959")) ||
-      (ret = mbedtls_x509write_crt_set_basic_constraints(&crt, 0, -1)))
-    goto mbed_fail;
-
-  if ((ret = mbedtls_pk_write_key_pem(&pk, buf, sizeof buf)))
-    goto mbed_fail;
+  if (sim_keys_generate(id ? id : "otalab-server", &kp)) {
+    fprintf(stderr, "otalab keys: key generation failed\n");
+    return CLI_EXIT_FAIL;
+  }
   snprintf(name, sizeof name, "%s.key.pem", base);
-  if (write_out(dir, name, buf, strlen((char *)buf)))
-    goto out;
-
-  if ((ret = mbedtls_x509write_crt_pem(&crt, buf, sizeof buf,
-                                       mbedtls_ctr_drbg_random, &drbg)))
-    goto mbed_fail;
+  if (write_out(dir, name, kp.key_pem, strlen(kp.key_pem)))
+    return CLI_EXIT_FAIL;
   snprintf(name, sizeof name, "%s.crt.pem", base);
-  if (write_out(dir, name, buf, strlen((char *)buf)))
-    goto out;
-
+  if (write_out(dir, name, kp.crt_pem, strlen(kp.crt_pem)))
+    return CLI_EXIT_FAIL;
   if (!id) {
-    /* DER writers fill from the end of the buffer. */
-    ret = mbedtls_pk_write_pubkey_der(&pk, buf, sizeof buf);
-    if (ret < 0)
-      goto mbed_fail;
-    if (write_out(dir, "server.pub.der", buf + sizeof buf - ret, (size_t)ret))
-      goto out;
+    if (write_out(dir, "server.pub.der", kp.pub_der, kp.pub_der_len))
+      return CLI_EXIT_FAIL;
   } else {
-    if ((ret = mbedtls_pk_write_pubkey_pem(&pk, buf, sizeof buf)))
-      goto mbed_fail;
     snprintf(name, sizeof name, "%s.pub.pem", base);
-    if (write_out(dir, name, buf, strlen((char *)buf)))
-      goto out;
+    if (write_out(dir, name, kp.pub_pem, strlen(kp.pub_pem)))
+      return CLI_EXIT_FAIL;
   }
   printf("wrote %s key, certificate and public key to %s/%s.*\n", kind, dir,
          base);
-  rc = CLI_EXIT_OK;
-  goto out;
-
-mbed_fail:;
-  char msg[128];
-  mbedtls_strerror(ret, msg, sizeof msg);
-  fprintf(stderr, "otalab keys: mbedTLS: %s (-0x%04x)\n", msg, (unsigned)-ret);
-out:
-  if (ur)
-    fclose(ur);
-  mbedtls_mpi_free(&serial);
-  mbedtls_x509write_crt_free(&crt);
-  mbedtls_ctr_drbg_free(&drbg);
-  mbedtls_pk_free(&pk);
-  return rc;
+  return CLI_EXIT_OK;
 }
 
 static int keys_run(int argc, char **argv) {

@@ -2,6 +2,7 @@
  * and describe/Hello output. Source: PROTOCOL.md 2.3, 2.5, 3, 4.4, 5.2, 6, 7.
  */
 #include "otalab/device.h"
+#include "otalab/imgstore.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -224,14 +225,27 @@ void ota_device_init(ota_device_t *dev, const ota_catalog_t *cat,
   dev->last_reset = OTA_RESET_NONE;
 }
 
+/* Every image enters through img_own and leaves through img_drop: with a
+ * shared store (a fleet), identical images are kept once. */
+static uint8_t *img_own(ota_device_t *dev, uint8_t *buf, size_t len) {
+  return dev->images ? ota_imgstore_adopt(dev->images, buf, len) : buf;
+}
+
+static void img_drop(ota_device_t *dev, uint8_t *buf) {
+  if (dev->images)
+    ota_imgstore_release(dev->images, buf);
+  else
+    free(buf);
+}
+
 static void clear_flash(ota_device_t *dev) {
   for (int s = 0; s < OTA_SLOT_COUNT; s++) {
-    free(dev->slot[s].buf);
+    img_drop(dev, dev->slot[s].buf);
     dev->slot[s].buf = NULL;
     dev->slot[s].len = 0;
   }
   for (int i = 0; i < dev->npending; i++)
-    free(dev->pending[i].buf);
+    img_drop(dev, dev->pending[i].buf);
   memset(dev->pending, 0, sizeof dev->pending);
   dev->npending = 0;
   memset(dev->check, 0, sizeof dev->check);
@@ -252,11 +266,16 @@ static int dup_bytes(const uint8_t *src, size_t len, uint8_t **out) {
   return 0;
 }
 
-/* Takes ownership of buf. */
-static void put_slot(ota_device_t *dev, int s, uint8_t *buf, size_t len) {
-  free(dev->slot[s].buf);
+/* Takes ownership of buf (already through img_own when `owned`). */
+static void put_slot_owned(ota_device_t *dev, int s, uint8_t *buf, size_t len) {
+  img_drop(dev, dev->slot[s].buf);
   dev->slot[s].buf = buf;
-  dev->slot[s].len = len;
+  dev->slot[s].len = buf ? len : 0;
+}
+
+/* Takes ownership of a malloc'd buf. */
+static void put_slot(ota_device_t *dev, int s, uint8_t *buf, size_t len) {
+  put_slot_owned(dev, s, img_own(dev, buf, len), len);
 }
 
 int ota_device_build_module(void *ud, const ota_cat_module_t *m, uint8_t **buf,
@@ -472,8 +491,10 @@ int ota_device_queue_staged(ota_device_t *dev, const uint8_t *staging,
     OTA_LOGI("device: bootloader v%u written at once", in.version);
     return 0;
   }
+  if (!(buf = img_own(dev, buf, len)))
+    return OTA_ENOMEM;
   if (idx < dev->npending)
-    free(dev->pending[idx].buf);
+    img_drop(dev, dev->pending[idx].buf);
   else
     dev->npending++;
   dev->pending[idx].buf = buf;
@@ -528,10 +549,10 @@ int ota_device_boot(ota_device_t *dev, ota_reset_t reason,
   for (int i = 0; i < dev->npending; i++) {
     int s = slot_of_addr(dev->pending[i].dest);
     if (s < 0) {
-      free(dev->pending[i].buf);
+      img_drop(dev, dev->pending[i].buf);
       continue;
     }
-    put_slot(dev, s, dev->pending[i].buf, dev->pending[i].len);
+    put_slot_owned(dev, s, dev->pending[i].buf, dev->pending[i].len);
     out->applied++;
   }
   memset(dev->pending, 0, sizeof dev->pending);
@@ -940,7 +961,7 @@ static uint32_t rd32(rd_t *r) {
            : 0;
 }
 
-static int rd_image(rd_t *r, uint32_t n, uint8_t **out) {
+static int rd_image(ota_device_t *dev, rd_t *r, uint32_t n, uint8_t **out) {
   *out = NULL;
   if (n > MAX_IMAGE) {
     r->bad = 1;
@@ -949,13 +970,18 @@ static int rd_image(rd_t *r, uint32_t n, uint8_t **out) {
   const uint8_t *p = rd(r, n);
   if (!p)
     return OTA_EPARSE;
-  return dup_bytes(p, n, out);
+  int rc = dup_bytes(p, n, out);
+  if (!rc && !(*out = img_own(dev, *out, n)))
+    rc = OTA_ENOMEM;
+  return rc;
 }
 
 int ota_device_load(ota_device_t *dev, const ota_catalog_t *cat,
                     const uint8_t *buf, size_t len) {
+  ota_imgstore_t *images = dev->images;
   ota_device_free(dev);
   ota_device_init(dev, cat, NULL);
+  dev->images = images;
   if (!buf || len < 12 + 4 || memcmp(buf, SAVE_MAGIC, 8))
     return OTA_EPARSE;
   uint32_t stored = (uint32_t)buf[len - 4] | (uint32_t)buf[len - 3] << 8 |
@@ -992,7 +1018,7 @@ int ota_device_load(ota_device_t *dev, const ota_catalog_t *cat,
       goto out;
     if (!n)
       continue;
-    if ((rc = rd_image(&r, n, &dev->slot[s].buf)))
+    if ((rc = rd_image(dev, &r, n, &dev->slot[s].buf)))
       goto out;
     dev->slot[s].len = n;
     rc = OTA_EPARSE;
@@ -1005,7 +1031,7 @@ int ota_device_load(ota_device_t *dev, const ota_catalog_t *cat,
     uint32_t n = rd32(&r);
     if (r.bad || slot_of_addr(dev->pending[i].dest) < 0)
       goto out;
-    if ((rc = rd_image(&r, n, &dev->pending[i].buf)))
+    if ((rc = rd_image(dev, &r, n, &dev->pending[i].buf)))
       goto out;
     dev->pending[i].len = n;
     dev->npending++;
@@ -1019,6 +1045,7 @@ out:
   if (rc) {
     ota_device_free(dev);
     ota_device_init(dev, cat, NULL);
+    dev->images = images;
   }
   return rc;
 }

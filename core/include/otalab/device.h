@@ -132,6 +132,10 @@ typedef struct {
   int ota_flashed;        /* Hello flag 0x01 until the server's Hello */
   int safe_mode_request;  /* next boot goes to safe mode (spark/device/reset) */
   uint32_t boots;         /* number of boots so far */
+  /* Optional shared image store (not owned; set after ota_device_init, kept
+   * by ota_device_load): images are then interned there instead of being
+   * malloc'd per device (a fleet shares identical modules). NULL: plain. */
+  struct ota_imgstore *images;
 } ota_device_t;
 
 /* What one boot did. */

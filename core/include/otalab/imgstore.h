@@ -1,0 +1,45 @@
+/* A content-addressed, refcounted store of immutable module images, so that a
+ * fleet of simulated devices holding the same releases keeps one copy of each.
+ * Models nothing of Device OS: it is the simulator's memory budget (1,000 x
+ * ~300 KB of flash would not fit). Pure C: no clocks, no I/O.
+ *
+ * Ownership: the store owns every image it holds (malloc'd). adopt() takes a
+ * malloc'd buffer and hands back the shared copy (the caller's buffer is freed
+ * when an identical image is already held); release() drops one reference.
+ * Images must not be written after adopt(). */
+#ifndef OTALAB_IMGSTORE_H
+#define OTALAB_IMGSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  uint8_t *buf;
+  size_t len;
+  uint32_t crc;
+  uint32_t refs;
+} ota_img_entry_t;
+
+typedef struct ota_imgstore {
+  ota_img_entry_t *e; /* owned array; entries with refs 0 are free */
+  size_t n, cap;
+  uint64_t bytes_unique;  /* bytes of distinct images held */
+  uint64_t bytes_logical; /* bytes the references stand for */
+  uint64_t hits;          /* adopt() calls that found a duplicate */
+} ota_imgstore_t;
+
+/* Empty store. Cannot fail. */
+void ota_imgstore_init(ota_imgstore_t *s);
+/* Free every image (references become dangling). Safe twice. */
+void ota_imgstore_free(ota_imgstore_t *s);
+/* Take ownership of buf[len] (malloc'd) and return the shared image with the
+ * same bytes (buf itself when new, else buf is freed). NULL on OTA_ENOMEM
+ * (buf freed). */
+uint8_t *ota_imgstore_adopt(ota_imgstore_t *s, uint8_t *buf, size_t len);
+/* Drop one reference to an image returned by adopt(); the last one frees it.
+ * A pointer the store does not hold is passed to free(). NULL is ignored. */
+void ota_imgstore_release(ota_imgstore_t *s, uint8_t *buf);
+/* Number of distinct images held. */
+size_t ota_imgstore_count(const ota_imgstore_t *s);
+
+#endif

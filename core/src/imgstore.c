@@ -1,0 +1,86 @@
+/* Content-addressed, refcounted module images shared by simulated devices
+ * (the fleet's memory budget; see imgstore.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "otalab/crc32.h"
+#include "otalab/imgstore.h"
+
+void ota_imgstore_init(ota_imgstore_t *s) {
+  memset(s, 0, sizeof *s);
+}
+
+void ota_imgstore_free(ota_imgstore_t *s) {
+  if (!s)
+    return;
+  for (size_t i = 0; i < s->n; i++)
+    if (s->e[i].refs)
+      free(s->e[i].buf);
+  free(s->e);
+  memset(s, 0, sizeof *s);
+}
+
+uint8_t *ota_imgstore_adopt(ota_imgstore_t *s, uint8_t *buf, size_t len) {
+  if (!buf)
+    return NULL;
+  uint32_t crc = ota_crc32(buf, len);
+  ota_img_entry_t *hole = NULL;
+  for (size_t i = 0; i < s->n; i++) {
+    ota_img_entry_t *e = &s->e[i];
+    if (!e->refs) {
+      if (!hole)
+        hole = e;
+      continue;
+    }
+    if (e->len == len && e->crc == crc &&
+        (e->buf == buf || !memcmp(e->buf, buf, len))) {
+      if (e->buf != buf)
+        free(buf);
+      e->refs++;
+      s->hits++;
+      s->bytes_logical += len;
+      return e->buf;
+    }
+  }
+  if (!hole) {
+    if (s->n == s->cap) {
+      size_t cap = s->cap ? s->cap * 2 : 16;
+      ota_img_entry_t *ne = realloc(s->e, cap * sizeof *ne);
+      if (!ne) {
+        free(buf);
+        return NULL;
+      }
+      s->e = ne, s->cap = cap;
+    }
+    hole = &s->e[s->n++];
+  }
+  *hole = (ota_img_entry_t){.buf = buf, .len = len, .crc = crc, .refs = 1};
+  s->bytes_unique += len;
+  s->bytes_logical += len;
+  return buf;
+}
+
+void ota_imgstore_release(ota_imgstore_t *s, uint8_t *buf) {
+  if (!buf)
+    return;
+  for (size_t i = 0; s && i < s->n; i++) {
+    ota_img_entry_t *e = &s->e[i];
+    if (e->refs && e->buf == buf) {
+      s->bytes_logical -= e->len;
+      if (--e->refs == 0) {
+        s->bytes_unique -= e->len;
+        free(e->buf);
+        e->buf = NULL;
+      }
+      return;
+    }
+  }
+  free(buf);
+}
+
+size_t ota_imgstore_count(const ota_imgstore_t *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n; i++)
+    n += s->e[i].refs != 0;
+  return n;
+}
