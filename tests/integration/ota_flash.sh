@@ -54,7 +54,7 @@ stats() { cat "$T/relay.stats" 2>/dev/null || echo "0 0 0 0 0"; }
 "$OTALAB" keys device --id $ID --out "$T/dev" >/dev/null || fail "otalab keys device"
 mkdir -p "$T/data/devices" && cp "$T/dev/$ID.pub.pem" "$T/data/devices/"
 
-"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" -v ${OTA_SERVER_ARGS:-} \
+"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" --no-auth -v ${OTA_SERVER_ARGS:-} \
   >"$T/server.out" 2>"$T/server.log" &
 PIDS+=($!)
 wait_for 10 grep -q '^listening ' "$T/server.out" || fail "server did not start"
