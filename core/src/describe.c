@@ -347,10 +347,13 @@ bool ota_describe_in_safe_mode(const ota_describe_t *d) {
 
 uint16_t ota_describe_system_version(const ota_describe_t *d) {
   uint16_t v = 0;
+  int found = 0; /* a part at version 0 (a repaired describe) is the minimum */
   for (uint8_t n = 1; n <= 3; n++) {
     const ota_describe_module_t *m = ota_describe_find(d, OTA_FN_SYSTEM, n);
-    if (m && (v == 0 || m->version < v))
+    if (m && (!found || m->version < v)) {
       v = m->version;
+      found = 1;
+    }
   }
   return v;
 }

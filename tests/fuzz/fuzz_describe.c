@@ -39,11 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   (void)ota_describe_in_safe_mode(&d);
 
-  /* The system version is the lowest of the parts present. A part at
-   * version 0 (e.g. "v" repaired to 0) is mishandled by
-   * ota_describe_system_version() today (0 is its "none yet" mark, so a later
-   * part replaces it; reported to engineer D): only checked when all are > 0.
-   */
+  /* The system version is the lowest of the parts present, a part at
+   * version 0 (e.g. "v" repaired to 0) included. */
   uint16_t sv = ota_describe_system_version(&d), lo = 0;
   int found = 0;
   for (uint8_t idx = 1; idx <= 3; idx++) {
@@ -54,8 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!found++ || m->version < lo)
       lo = m->version;
   }
-  if (!found || lo > 0)
-    CHECK(sv == lo);
+  CHECK(sv == lo);
 
   ota_dev_module_t mods[OTA_DESCRIBE_MAX_MODULES];
   ota_plan_device_t dev;

@@ -422,3 +422,16 @@ Test(describe, null_args) {
   cr_assert_eq(ota_describe_missing_deps(NULL, NULL, 0), 0);
   cr_assert_not(ota_describe_in_safe_mode(NULL));
 }
+
+/* A system part at version 0 (a repaired describe) is the lowest version, not
+ * "none yet" (found by fuzz/describe). */
+Test(describe, system_version_with_a_part_at_zero) {
+  static const char js[] =
+      "{\"p\":10,\"m\":[{\"s\":131072,\"l\":\"m\",\"vc\":30,\"vv\":30,\"f\":\"s\","
+      "\"n\":\"1\",\"v\":2302,\"d\":[]},{\"s\":131072,\"l\":\"m\",\"vc\":30,"
+      "\"vv\":30,\"f\":\"s\",\"n\":\"2\",\"v\":0,\"d\":[]},{\"s\":131072,\"l\":"
+      "\"m\",\"vc\":30,\"vv\":30,\"f\":\"s\",\"n\":\"3\",\"v\":2302,\"d\":[]}]}";
+  ota_describe_t d;
+  cr_assert_eq(ota_describe_parse(js, sizeof js - 1, &d), 0);
+  cr_assert_eq(ota_describe_system_version(&d), 0);
+}
