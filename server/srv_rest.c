@@ -62,7 +62,8 @@ int srv_api_option(const char *a, const char *v) {
 }
 
 void srv_api_usage(FILE *f) {
-  fprintf(f, "  --no-auth       accept REST calls without a token (or OTALAB_NO_AUTH=1)\n"
+  fprintf(f, "  --no-auth       accept REST calls without a token (or "
+             "OTALAB_NO_AUTH=1)\n"
              "  --token TOKEN   add a fixed, non-expiring access token\n"
              "  --user N:P      add (or reset) user N with password P\n"
              "  --product ID:NAME  create product ID at start (if missing)\n");
