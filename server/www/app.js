@@ -425,7 +425,7 @@ function renderEvents(full) {
     const tr = document.createElement('tr');
     tr.dataset.name = ev.name;
     tr.innerHTML = `<td>${esc(new Date(ev.t).toLocaleTimeString())}</td><td class="mono">${esc(ev.coreid || '')}</td>` +
-      `<td class="ev-name">${esc(ev.name)}</td><td class="ev-data">${esc(ev.data)}</td>`;
+      `<td class="ev-name">${esc(ev.name)}</td><td class="ev-data" title="${esc(ev.data)}">${esc(ev.data)}</td>`;
     frag.insertBefore(tr, frag.firstChild);
   }
   evShownSeq = evSeq;
@@ -472,6 +472,8 @@ function renderFleet() {
   st.fleetDirty = false;
   const c = counts();
   bars($('#by-release'), c.rel);
+  const last = st.history[st.history.length - 1];
+  if (last && JSON.stringify(last.counts) !== JSON.stringify(c.rel)) sample();
   const sEl = $('#by-status');
   const max = Math.max(1, ...Object.values(c.stat));
   sEl.innerHTML = Object.entries(c.stat).map(([k, v]) =>
@@ -488,12 +490,12 @@ function renderFleet() {
   $('#chart-legend').innerHTML = Array.from(seen).sort().map((r) => `<span><i style="background:${colorOf(r)}"></i>${esc(r)}</span>`).join('');
 }
 
-function sample() { // once a second: releases over time and throughput
+function sample() { // every second and on a change: releases over time
   addThroughput(0);
   const c = {};
   st.devices.forEach((d) => { const r = d.release || '?'; c[r] = (c[r] || 0) + 1; });
   st.history.push({ t: now(), counts: c });
-  if (st.history.length > 900) st.history.shift();
+  if (st.history.length > 1800) st.history.shift();
   drawChart();
   drawSpark();
 }
@@ -502,11 +504,13 @@ function drawChart() {
   const cv = $('#chart'), g = cv.getContext('2d');
   const w = cv.width = cv.clientWidth || 900, h = cv.height;
   g.clearRect(0, 0, w, h);
-  const H = st.history;
-  if (H.length < 2) return;
+  const H = st.history.slice();
+  if (!H.length) return;
+  H.push({ t: Math.max(now(), H[H.length - 1].t + 1), counts: H[H.length - 1].counts }); // up to now
   const rels = Array.from(new Set(H.flatMap((s) => Object.keys(s.counts)))).sort();
   const total = Math.max(1, ...H.map((s) => Object.values(s.counts).reduce((a, b) => a + b, 0)));
-  const x = (i) => 30 + (w - 40) * i / (H.length - 1), y = (v) => h - 16 - (h - 24) * v / total;
+  const t0 = H[0].t, span = Math.max(1, H[H.length - 1].t - t0);
+  const x = (i) => 30 + (w - 40) * (H[i].t - t0) / span, y = (v) => h - 16 - (h - 24) * v / total;
   const base = new Array(H.length).fill(0);
   for (const r of rels) {
     g.beginPath();
@@ -519,7 +523,7 @@ function drawChart() {
   }
   g.fillStyle = '#6b7380'; g.font = '11px sans-serif';
   g.fillText(String(total), 2, 12); g.fillText('0', 2, h - 16);
-  g.fillText(`${Math.round((H[H.length - 1].t - H[0].t) / 1000)} s`, w - 40, h - 2);
+  g.fillText(`${Math.round(span / 1000)} s`, w - 40, h - 2);
 }
 
 function drawSpark() {
@@ -578,6 +582,7 @@ async function start() {
     setInterval(() => { loadList().catch(() => {}); }, 10000);
     setInterval(poll, 1000);
     setInterval(sample, 1000);
+    sample();
   }
 }
 
