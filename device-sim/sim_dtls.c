@@ -38,6 +38,14 @@ typedef struct {
   mbedtls_ssl_session saved;
   int have_saved, ssl_ready;
   FILE *keylog;
+  /* Owner-driven I/O (cfg.raw_send set): datagrams leave through raw_send
+   * and arrive through feed(), one at a time (a link model sits between). */
+  int (*raw_send)(void *ud, const uint8_t *buf, size_t len);
+  void *raw_ud;
+  const uint8_t *inbox;
+  size_t inbox_len;
+  /* Non-blocking handshake (start/step). */
+  uint64_t hs_t0, hs_tx0, hs_rx0, hs_txd0, hs_rxd0;
 } dtls_t;
 
 static const int suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, 0};
@@ -59,7 +67,8 @@ static uint64_t now_ms(void) {
 /* BIO: count every datagram on the socket; never block. */
 static int bio_send(void *ud, const unsigned char *buf, size_t len) {
   dtls_t *d = ud;
-  ssize_t n = send(d->fd, buf, len, 0);
+  ssize_t n =
+      d->raw_send ? d->raw_send(d->raw_ud, buf, len) : send(d->fd, buf, len, 0);
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK
                ? MBEDTLS_ERR_SSL_WANT_WRITE
@@ -72,7 +81,15 @@ static int bio_send(void *ud, const unsigned char *buf, size_t len) {
 
 static int bio_recv(void *ud, unsigned char *buf, size_t len) {
   dtls_t *d = ud;
-  ssize_t n = recv(d->fd, buf, len, MSG_DONTWAIT);
+  ssize_t n;
+  if (d->raw_send) {
+    if (!d->inbox)
+      return MBEDTLS_ERR_SSL_WANT_READ;
+    n = (ssize_t)(d->inbox_len < len ? d->inbox_len : len);
+    memcpy(buf, d->inbox, (size_t)n);
+    d->inbox = NULL;
+  } else
+    n = recv(d->fd, buf, len, MSG_DONTWAIT);
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK
                ? MBEDTLS_ERR_SSL_WANT_READ
@@ -126,8 +143,10 @@ static int open_socket(dtls_t *d) {
   return 0;
 }
 
-static int t_connect(sim_transport_t *t, uint32_t timeout_ms) {
-  dtls_t *d = (dtls_t *)t;
+static int hs_finish(dtls_t *d);
+
+/* Socket, SSL context, saved session: ready for the first handshake step. */
+static int hs_prepare(dtls_t *d) {
   int ret;
   if (d->fd < 0 && (ret = open_socket(d)) != 0)
     return ret;
@@ -143,10 +162,20 @@ static int t_connect(sim_transport_t *t, uint32_t timeout_ms) {
                            mbedtls_timing_get_delay);
   if (d->have_saved && (ret = mbedtls_ssl_set_session(&d->ssl, &d->saved)))
     log_mbed("set_session (doing a full handshake)", ret);
+  return 0;
+}
+
+static int t_connect(sim_transport_t *t, uint32_t timeout_ms) {
+  dtls_t *d = (dtls_t *)t;
+  int ret;
+  if ((ret = hs_prepare(d)) != 0)
+    return ret;
 
   sim_transport_stats_t *st = &t->stats;
   uint64_t tx0 = st->tx_bytes, rx0 = st->rx_bytes, txd = st->tx_dgrams,
            rxd = st->rx_dgrams, t0 = now_ms();
+  d->hs_t0 = t0, d->hs_tx0 = tx0, d->hs_rx0 = rx0, d->hs_txd0 = txd,
+  d->hs_rxd0 = rxd;
   while ((ret = mbedtls_ssl_handshake(&d->ssl)) != 0) {
     if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) {
       log_mbed("handshake", ret);
@@ -160,11 +189,17 @@ static int t_connect(sim_transport_t *t, uint32_t timeout_ms) {
     struct pollfd p = {.fd = d->fd, .events = POLLIN};
     poll(&p, 1, 50); /* short: mbedTLS's retransmit timer is polled */
   }
-  st->hs_ms = (uint32_t)(now_ms() - t0);
-  st->hs_tx_bytes = st->tx_bytes - tx0;
-  st->hs_rx_bytes = st->rx_bytes - rx0;
-  st->hs_tx_dgrams = st->tx_dgrams - txd;
-  st->hs_rx_dgrams = st->rx_dgrams - rxd;
+  return hs_finish(d);
+}
+
+/* After the handshake: counters, pin check, resumed or not. */
+static int hs_finish(dtls_t *d) {
+  sim_transport_stats_t *st = &d->base.stats;
+  st->hs_ms = (uint32_t)(now_ms() - d->hs_t0);
+  st->hs_tx_bytes = st->tx_bytes - d->hs_tx0;
+  st->hs_rx_bytes = st->rx_bytes - d->hs_rx0;
+  st->hs_tx_dgrams = st->tx_dgrams - d->hs_txd0;
+  st->hs_rx_dgrams = st->rx_dgrams - d->hs_rxd0;
 
   /* Pin: the server's certificate must be byte-identical to the pinned one. */
   const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&d->ssl);
@@ -189,6 +224,35 @@ static int t_connect(sim_transport_t *t, uint32_t timeout_ms) {
       (unsigned long long)st->hs_tx_dgrams, (unsigned long long)st->hs_rx_bytes,
       (unsigned long long)st->hs_rx_dgrams, st->hs_ms);
   return 0;
+}
+
+static int t_step(sim_transport_t *t) {
+  dtls_t *d = (dtls_t *)t;
+  int ret = mbedtls_ssl_handshake(&d->ssl);
+  if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+    return 1;
+  if (ret) {
+    log_mbed("handshake", ret);
+    return ret == MBEDTLS_ERR_SSL_TIMEOUT ? OTA_ETIMEDOUT : OTA_EAUTH;
+  }
+  return hs_finish(d);
+}
+
+static int t_start(sim_transport_t *t) {
+  dtls_t *d = (dtls_t *)t;
+  int ret = hs_prepare(d);
+  if (ret)
+    return ret;
+  sim_transport_stats_t *st = &t->stats;
+  d->hs_t0 = now_ms(), d->hs_tx0 = st->tx_bytes, d->hs_rx0 = st->rx_bytes,
+  d->hs_txd0 = st->tx_dgrams, d->hs_rxd0 = st->rx_dgrams;
+  return t_step(t);
+}
+
+static void t_feed(sim_transport_t *t, const uint8_t *buf, size_t len) {
+  dtls_t *d = (dtls_t *)t;
+  d->inbox = buf;
+  d->inbox_len = len;
 }
 
 static int t_send(sim_transport_t *t, const uint8_t *buf, size_t len) {
@@ -276,6 +340,9 @@ static const sim_transport_ops_t dtls_ops = {
     .recv = t_recv,
     .poll_fd = t_poll_fd,
     .save_session = t_save,
+    .start = t_start,
+    .step = t_step,
+    .feed = t_feed,
     .close = t_close,
     .destroy = t_destroy,
 };
@@ -304,18 +371,33 @@ sim_transport_t *sim_dtls_new(const sim_dtls_cfg_t *cfg) {
     log_mbed("drbg seed", ret);
     goto fail;
   }
-  if ((ret = mbedtls_x509_crt_parse_file(&d->own, cfg->cert_file))) {
-    log_mbed(cfg->cert_file, ret);
+  if ((ret = cfg->cert_pem
+                 ? mbedtls_x509_crt_parse(&d->own,
+                                          (const unsigned char *)cfg->cert_pem,
+                                          strlen(cfg->cert_pem) + 1)
+                 : mbedtls_x509_crt_parse_file(&d->own, cfg->cert_file))) {
+    log_mbed(cfg->cert_pem ? "device certificate" : cfg->cert_file, ret);
     goto fail;
   }
-  if ((ret = mbedtls_pk_parse_keyfile(&d->key, cfg->key_file, NULL))) {
-    log_mbed(cfg->key_file, ret);
+  if ((ret = cfg->key_pem
+                 ? mbedtls_pk_parse_key(&d->key,
+                                        (const unsigned char *)cfg->key_pem,
+                                        strlen(cfg->key_pem) + 1, NULL, 0)
+                 : mbedtls_pk_parse_keyfile(&d->key, cfg->key_file, NULL))) {
+    log_mbed(cfg->key_pem ? "device key" : cfg->key_file, ret);
     goto fail;
   }
-  if ((ret = mbedtls_x509_crt_parse_file(&d->pin, cfg->server_cert))) {
-    log_mbed(cfg->server_cert, ret);
+  if ((ret = cfg->server_cert_pem
+                 ? mbedtls_x509_crt_parse(
+                       &d->pin, (const unsigned char *)cfg->server_cert_pem,
+                       strlen(cfg->server_cert_pem) + 1)
+                 : mbedtls_x509_crt_parse_file(&d->pin, cfg->server_cert))) {
+    log_mbed(cfg->server_cert_pem ? "server certificate" : cfg->server_cert,
+             ret);
     goto fail;
   }
+  d->raw_send = cfg->raw_send;
+  d->raw_ud = cfg->raw_ud;
   if ((ret = mbedtls_ssl_config_defaults(&d->conf, MBEDTLS_SSL_IS_CLIENT,
                                          MBEDTLS_SSL_TRANSPORT_DATAGRAM,
                                          MBEDTLS_SSL_PRESET_DEFAULT))) {

@@ -1,56 +1,37 @@
-/* otalab-device: a simulated Electron: device core (flash, boot, describe),
- * DTLS transport, CoAP channel and OTA receiver wired together (PROTOCOL.md
- * 1.4-1.5, 2.1-2.5, 3, 7). Choices: docs/PROTOCOL.md "Device simulator". */
+/* otalab-device: one simulated Electron, or a fleet of them in one event loop
+ * (epoll over their UDP sockets), each with its own DTLS session, flash,
+ * cellular link model and faults (PROTOCOL.md 1.4-1.5, 2.1-2.5, 3, 7).
+ * Choices: docs/PROTOCOL.md "Device simulator", "Fleets and faults". */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "otalab/catalog.h"
-#include "otalab/coap.h"
-#include "otalab/coap_chan.h"
-#include "otalab/device.h"
+#include <jansson.h>
+
 #include "otalab/err.h"
 #include "otalab/log.h"
-#include "otalab/msg.h"
-#include "otalab/ota_rx.h"
-#include "otalab/outbox.h"
-#include "sim_state.h"
-#include "sim_transport.h"
+#include "sim_dev.h"
+#include "sim_keys.h"
+#include "sim_rest.h"
 
 #ifndef OTALAB_DEFAULT_CATALOG
 #define OTALAB_DEFAULT_CATALOG "/usr/share/otalab/electron.json"
 #endif
 
-#define MSG_MAX 1536
-#define KEEPALIVE_MS (23u * 60u * 1000u) /* PROTOCOL.md 1.5 */
-#define MAX_RECOVER 8
-
 enum { EXIT_OK = 0, EXIT_CONN = 1, EXIT_USAGE = 2, EXIT_HARD_FAULT = 3 };
 
-/* ---- process-wide state (big buffers live here, not on the stack) ---- */
-static ota_catalog_t cat;
-static ota_device_t dev;
-static sim_persist_t per;
-static ota_coap_chan_t ch;
-static ota_rx_t rx;
-static ota_outbox_t ob[2], rxo;
-static uint8_t staging[OTA_STAGING_SIZE];
-static char describe_buf[4096];
-
-static struct {
-  const char *state, *server, *host, *key, *cert, *pin;
-  uint16_t port;
-  int product; /* -1: from the user app */
-  double time_scale;
-  int once;
-  const char *recover[MAX_RECOVER];
-  int nrecover, recovered;
-} opt = {.product = -1, .time_scale = 1.0};
+static sim_ctx_t ctx;
+static sim_dev_t *devs;
+static size_t ndevs;
+static int epfd = -1;
+extern sim_dev_t *sim_log_dev;
 
 static volatile sig_atomic_t stop;
 static void on_signal(int s) {
@@ -63,14 +44,21 @@ static void log_sink(void *ud, ota_log_level_t lvl, const char *line) {
   struct timespec ts;
   (void)ud;
   clock_gettime(CLOCK_REALTIME, &ts);
-  fprintf(stderr, "%ld.%03ld %s %s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
-          names[lvl], line);
+  if (ctx.fleet && sim_log_dev)
+    fprintf(stderr, "%ld.%03ld %s [%s] %s\n", (long)ts.tv_sec,
+            ts.tv_nsec / 1000000, names[lvl], sim_log_dev->idhex, line);
+  else
+    fprintf(stderr, "%ld.%03ld %s %s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
+            names[lvl], line);
 }
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+static void fd_hook(sim_dev_t *d, int old_fd, int new_fd) {
+  if (old_fd >= 0)
+    epoll_ctl(epfd, EPOLL_CTL_DEL, old_fd, NULL);
+  if (new_fd >= 0) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = d};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, new_fd, &ev);
+  }
 }
 
 static int hexid(const char *s, uint8_t out[12]) {
@@ -85,478 +73,27 @@ static int hexid(const char *s, uint8_t out[12]) {
   return 0;
 }
 
-static void save(void) {
-  if (opt.state)
-    sim_state_save(opt.state, &dev, &per);
-}
-
-/* ---- boot ---------------------------------------------------------------- */
-
-static void log_boot(const ota_boot_result_t *r) {
-  OTA_LOGI("boot: %s, release %s, reason %s%s%s (%s)",
-           ota_dev_state_name(r->state), ota_device_release_name(&dev),
-           ota_reset_name(r->reason),
-           r->applied ? ", queued modules applied" : "",
-           r->bootloader_reflashed ? ", bootloader re-flashed" : "", r->why);
-}
-
-/* Boot; in a hard-fault loop apply --recover (DFU) once and boot again.
- * Returns the final state. */
-static ota_dev_state_t boot(ota_reset_t reason) {
-  ota_boot_result_t r;
-  ota_device_boot(&dev, reason, &r);
-  log_boot(&r);
-  if (r.state == OTA_DEV_HARD_FAULT_LOOP && opt.nrecover && !opt.recovered) {
-    opt.recovered = 1;
-    for (int i = 0; i < opt.nrecover; i++) {
-      uint8_t *b;
-      size_t n;
-      int rc = sim_read_file(opt.recover[i], &b, &n);
-      if (!rc)
-        rc = ota_device_recover(&dev, b, n);
-      free(b);
-      OTA_LOGI("recover: DFU %s: %s", opt.recover[i],
-               rc ? ota_strerror(rc) : "written");
-    }
-    ota_device_boot(&dev, OTA_RESET_DFU, &r);
-    log_boot(&r);
+static char *read_text(const char *path) {
+  uint8_t *b;
+  size_t n;
+  if (sim_read_file(path, &b, &n))
+    return NULL;
+  char *s = realloc(b, n + 1);
+  if (!s) {
+    free(b);
+    return NULL;
   }
-  save();
-  if (r.state == OTA_DEV_HARD_FAULT_LOOP) {
-    OTA_LOGE("HARD FAULT LOOP: the device resets forever and never connects "
-             "(%s); flash it over USB: otalab-device --recover FILE...",
-             r.why);
-    fprintf(stdout, "hard-fault-loop: %s\n", r.why);
-  }
-  return r.state;
+  s[n] = 0;
+  return s;
 }
 
-/* ---- one cloud connection ------------------------------------------------ */
-
-typedef struct {
-  sim_transport_t *t;
-  ota_outbox_t *next; /* where channel effects go while handling */
-  uint16_t hello_mid, ping_mid;
-  int hello_acked, ping_out, described, reboot, progress_q;
-  const char *fail; /* set: give up this connection */
-  int fatal;        /* the server refused us: do not reconnect */
-  uint64_t last_io;
-} conn_t;
-
-static uint16_t chan_send(conn_t *c, const ota_coap_msg_t *m) {
-  uint16_t mid = 0;
-  int rc = ota_coap_chan_send(&ch, m, now_ms(), c->next, &mid);
-  if (rc) {
-    char sum[96];
-    OTA_LOGW("coap: cannot send %s: %s", ota_coap_summary(m, sum, sizeof sum),
-             ota_strerror(rc));
-  }
-  return mid;
-}
-
-static void chan_ack(conn_t *c, const ota_coap_msg_t *req) {
-  if (req->type == OTA_COAP_CON)
-    ota_coap_chan_ack(&ch, req, now_ms(), c->next);
-}
-
-static void ota_progress(conn_t *c) {
-  if (rx.state != OTA_RX_RECEIVING || !rx.nchunks)
+static void write_text(const char *path, const char *s, int mode) {
+  FILE *f = fopen(path, "w");
+  if (!f)
     return;
-  uint32_t got = ota_rx_received(&rx);
-  int q = (int)((uint64_t)got * 4 / rx.nchunks);
-  if (q > c->progress_q) {
-    c->progress_q = q;
-    OTA_LOGI("ota: progress %d%% (%u/%u chunks)", q * 25, got, rx.nchunks);
-  }
-}
-
-/* Carry out the OTA receiver's effects, in order. */
-static void rx_effects(conn_t *c) {
-  for (size_t i = 0; i < rxo.n; i++) {
-    const ota_fx_t *fx = &rxo.fx[i];
-    const uint8_t *b = ota_outbox_bytes(&rxo, fx);
-    ota_coap_msg_t m;
-    ota_rx_report_t rep;
-    switch (fx->kind) {
-    case OTA_FX_SEND:
-      if (ota_outbox_msg(&rxo, fx, &m) == 0)
-        chan_send(c, &m);
-      break;
-    case OTA_FX_FLASH_WRITE: {
-      uint32_t off = fx->addr - OTA_ADDR_OTA;
-      if (fx->addr < OTA_ADDR_OTA || off > sizeof staging ||
-          fx->len > sizeof staging - off)
-        OTA_LOGW("ota: flash write outside the OTA region (0x%08x+%zu)",
-                 (unsigned)fx->addr, fx->len);
-      else if (fx->len)
-        memcpy(staging + off, b, fx->len);
-      break;
-    }
-    case OTA_FX_EVENT:
-      if (ota_rx_report_get(&rxo, fx, &rep))
-        break;
-      if (rep.kind == OTA_RX_EV_BEGIN) {
-        c->progress_q = 0;
-        OTA_LOGI("ota: begin: %u bytes, store %u, address 0x%x, %s",
-                 rep.file_size, rep.store, (unsigned)rep.address,
-                 rep.fast ? "fast OTA" : "normal (chunk by chunk)");
-      } else if (rep.kind == OTA_RX_EV_APPLY) {
-        int rc = ota_device_queue_staged(&dev, staging, rep.file_size);
-        if (rc)
-          OTA_LOGE("ota: verified but not queued: %s", ota_strerror(rc));
-        else
-          OTA_LOGI("ota: verified %u bytes: queued for the bootloader (%d "
-                   "pending)",
-                   rep.file_size, dev.npending);
-        save();
-      } else if (rep.kind == OTA_RX_EV_REJECT) {
-        OTA_LOGW("ota: rejected (%d, %s): %s; keeping the old firmware",
-                 rep.syserr, ota_strerror(rep.err), rep.why);
-      }
-      break;
-    case OTA_FX_REBOOT:
-      c->reboot = 1;
-      break;
-    case OTA_FX_LOG:
-      OTA_LOGD("ota: %.*s", (int)fx->len, (const char *)b);
-      break;
-    default:
-      break;
-    }
-  }
-  ota_outbox_clear(&rxo);
-}
-
-static void serve_describe(conn_t *c, const ota_coap_msg_t *m) {
-  int flags = ota_msg_describe_flags(m);
-  size_t len = 0;
-  ota_coap_msg_t r;
-  int rc = ota_device_describe_json(&dev, flags, describe_buf,
-                                    sizeof describe_buf, &len);
-  if (rc) {
-    OTA_LOGW("describe: flags %d not served: %s: 4.00", flags,
-             ota_strerror(rc));
-    if (m->type == OTA_COAP_CON) {
-      ota_msg_build_ack_response(&r, m, OTA_COAP_BAD_REQUEST, NULL, 0);
-      chan_send(c, &r);
-    }
-    return;
-  }
-  const ota_cat_release_t *rel = ota_device_release(&dev);
-  ota_describe_form_t form = rel ? rel->behaviour.describe : OTA_DESCRIBE_ACK;
-  static const char *form_names[] = {"piggy-backed ACK", "separate CON",
-                                     "POST d"};
-  if (form == OTA_DESCRIBE_ACK && m->type == OTA_COAP_CON) {
-    ota_msg_build_ack_response(&r, m, OTA_COAP_CONTENT, describe_buf, len);
-    chan_send(c, &r);
-  } else if (form == OTA_DESCRIBE_POST) {
-    uint8_t fb = (uint8_t)flags;
-    chan_ack(c, m);
-    ota_msg_build_request(&r, OTA_COAP_CON, OTA_COAP_POST, 0, NULL, 0, 'd');
-    ota_coap_add_option(&r, OTA_COAP_OPT_URI_QUERY, &fb, 1);
-    ota_coap_set_payload(&r, describe_buf, len);
-    chan_send(c, &r);
-  } else { /* separate (or a NON request) */
-    chan_ack(c, m);
-    ota_msg_build_separate_response(
-        &r, m->type == OTA_COAP_CON ? OTA_COAP_CON : OTA_COAP_NON,
-        OTA_COAP_CONTENT, 0, m->token, m->tkl, describe_buf, len);
-    chan_send(c, &r);
-  }
-  c->described = 1;
-  OTA_LOGI("describe: served flags %d as %s (%zu bytes, %s)", flags,
-           form_names[form], len, ota_dev_state_name(dev.state));
-}
-
-static void publish_handshake_events(conn_t *c) {
-  ota_dev_event_t ev[OTA_DEVICE_MAX_EVENTS];
-  size_t n = ota_device_handshake_events(&dev, ev, OTA_DEVICE_MAX_EVENTS);
-  for (size_t i = 0; i < n; i++) {
-    ota_msg_event_t e = {.name = ev[i].name,
-                         .name_len = strlen(ev[i].name),
-                         .data = (const uint8_t *)ev[i].data,
-                         .data_len = strlen(ev[i].data),
-                         .ttl = OTA_EVENT_TTL_DEFAULT,
-                         .is_private = true};
-    ota_coap_msg_t m;
-    uint8_t store[3];
-    if (ota_msg_build_event(&m, OTA_COAP_NON, 0, &e, store) == 0) {
-      chan_send(c, &m);
-      OTA_LOGI("event: published %s \"%s\" (private, NON)", ev[i].name,
-               ev[i].data);
-    }
-  }
-}
-
-/* A datagram the channel delivered (new request, or the answer to our CON). */
-static void on_deliver(conn_t *c, const uint8_t *b, size_t len) {
-  ota_coap_msg_t m;
-  ota_msg_kind_t kind;
-  char sum[128];
-  unsigned type = len ? (b[0] >> 4) & 3 : 0;
-  if (type == OTA_COAP_ACK || type == OTA_COAP_RST) {
-    if (ota_coap_decode(b, len, &m))
-      return;
-    if (type == OTA_COAP_RST)
-      OTA_LOGW("coap: RST for our mid 0x%04x", m.mid);
-    if (m.mid == c->hello_mid && !c->hello_acked && type == OTA_COAP_ACK) {
-      c->hello_acked = 1;
-      OTA_LOGI("hello: acknowledged: connected (%s, release %s)",
-               ota_dev_state_name(dev.state), ota_device_release_name(&dev));
-      publish_handshake_events(c);
-      per.next_mid = ota_coap_chan_peek_mid(&ch);
-      save();
-    } else if (m.mid == c->hello_mid && type == OTA_COAP_RST) {
-      c->fail = "Hello answered with RST";
-      c->fatal = 1;
-    } else if (c->ping_out && m.mid == c->ping_mid) {
-      c->ping_out = 0;
-      OTA_LOGI("keep-alive: ping acknowledged");
-    }
-    return;
-  }
-  int rc = ota_msg_parse_cloud_request(b, len, &m, &kind);
-  if (rc) {
-    if (ota_coap_decode(b, len, &m) == 0 && ota_coap_is_response(m.code)) {
-      OTA_LOGD("coap: response %s ignored",
-               ota_coap_summary(&m, sum, sizeof sum));
-      return;
-    }
-    /* Device OS misreads a request that is not at its fixed offsets: we log
-     * it and answer a CON with RST (the id is all we can trust). */
-    OTA_LOGW("coap: request rejected by the strict parser (%s, %zu bytes)%s",
-             ota_strerror(rc), len,
-             type == OTA_COAP_CON ? ": RST" : ": ignored");
-    if (type == OTA_COAP_CON && len >= 4) {
-      ota_coap_msg_t r;
-      ota_msg_build_empty(&r, OTA_COAP_RST, (uint16_t)(b[2] << 8 | b[3]));
-      chan_send(c, &r);
-    }
-    return;
-  }
-  OTA_LOGD("coap: rx %s %s", ota_msg_kind_name(kind),
-           ota_coap_summary(&m, sum, sizeof sum));
-  ota_coap_msg_t r;
-  uint64_t now = now_ms();
-  switch (kind) {
-  case OTA_MSG_PING:
-    chan_ack(c, &m);
-    OTA_LOGI("ping: answered the server's ping");
-    break;
-  case OTA_MSG_HELLO:
-    chan_ack(c, &m);
-    ota_device_on_server_hello(&dev);
-    OTA_LOGI("hello: server Hello received (OTA flag cleared)");
-    break;
-  case OTA_MSG_DESCRIBE:
-    serve_describe(c, &m);
-    break;
-  case OTA_MSG_UPDATE_BEGIN:
-  case OTA_MSG_CHUNK:
-  case OTA_MSG_UPDATE_DONE:
-    if (ota_rx_on_message(&rx, &m, now, &rxo))
-      OTA_LOGW("ota: outbox full");
-    rx_effects(c);
-    if (kind == OTA_MSG_CHUNK)
-      ota_progress(c);
-    break;
-  case OTA_MSG_SIGNAL:
-    ota_msg_build_ack_response(&r, &m, OTA_COAP_CHANGED, NULL, 0);
-    if (m.type == OTA_COAP_CON)
-      chan_send(c, &r);
-    OTA_LOGI("signal: %s", m.payload_len && m.payload[0] ? "start" : "stop");
-    break;
-  case OTA_MSG_EVENT: {
-    ota_msg_event_t e;
-    chan_ack(c, &m);
-    if (ota_msg_event_parse(&m, &e) == 0) {
-      OTA_LOGI("event: received %.*s \"%.*s\"", (int)e.name_len, e.name,
-               (int)e.data_len, (const char *)e.data);
-      if (e.name_len == 18 && !memcmp(e.name, "spark/device/reset", 18) &&
-          e.data_len == 9 && !memcmp(e.data, "safe mode", 9)) {
-        ota_device_request_safe_mode(&dev);
-        c->reboot = 2;
-      }
-    }
-    break;
-  }
-  case OTA_MSG_FUNCTION:
-  case OTA_MSG_VARIABLE:
-    if (m.type == OTA_COAP_CON) {
-      ota_msg_build_ack_response(&r, &m, OTA_COAP_NOT_FOUND, NULL, 0);
-      chan_send(c, &r);
-    }
-    OTA_LOGI("coap: %s: no such function/variable: 4.04",
-             ota_msg_kind_name(kind));
-    break;
-  default:
-    chan_ack(c, &m);
-    OTA_LOGI("coap: %s acknowledged, ignored", ota_msg_kind_name(kind));
-    break;
-  }
-}
-
-/* Run the channel's effects (and what handling them produces) to the end. */
-static void flush(conn_t *c) {
-  ota_outbox_t *cur = &ob[0], *nxt = &ob[1];
-  while (cur->n) {
-    c->next = nxt;
-    for (size_t i = 0; i < cur->n; i++) {
-      const ota_fx_t *fx = &cur->fx[i];
-      const uint8_t *b = ota_outbox_bytes(cur, fx);
-      if (fx->kind == OTA_FX_SEND) {
-        int rc = c->t->ops->send(c->t, b, fx->len);
-        if (rc < 0)
-          OTA_LOGW("coap: send failed: %s", ota_strerror(rc));
-        c->last_io = now_ms();
-      } else if (fx->kind == OTA_FX_DELIVER) {
-        on_deliver(c, b, fx->len);
-      } else if (fx->kind == OTA_FX_TIMEOUT) {
-        if (fx->mid == c->hello_mid && !c->hello_acked) {
-          c->fail = "Hello not acknowledged: refused by the server?";
-          c->fatal = 1;
-        } else if (c->ping_out && fx->mid == c->ping_mid) {
-          c->fail = "keep-alive ping not acknowledged";
-        } else
-          OTA_LOGW("coap: no ACK for mid 0x%04x", fx->mid);
-      }
-    }
-    ota_outbox_clear(cur);
-    ota_outbox_t *t = cur;
-    cur = nxt, nxt = t;
-  }
-  c->next = &ob[0];
-}
-
-static void send_hello(conn_t *c) {
-  uint8_t h[OTA_HELLO_LEN];
-  ota_device_hello_payload(&dev, h);
-  if (opt.product >= 0) {
-    h[0] = (uint8_t)(opt.product >> 8);
-    h[1] = (uint8_t)opt.product;
-  }
-  ota_coap_msg_t m;
-  ota_msg_build_request(&m, OTA_COAP_CON, OTA_COAP_POST, 0, NULL, 0, 'h');
-  ota_coap_set_payload(&m, h, OTA_MSG_HELLO_PAYLOAD_LEN);
-  c->hello_mid = chan_send(c, &m);
-  OTA_LOGI("hello: sent (flags 0x%02x%s, product %u)", h[5],
-           (h[5] & 1) ? " = OTA applied" : "", (unsigned)(h[0] << 8 | h[1]));
-}
-
-/* Returns 0 stop (signal/--once), 1 reboot requested (c->reboot), -1 lost
- * (reconnect), -2 refused / cannot connect (exit). */
-static int run_connection(conn_t *c) {
-  sim_dtls_cfg_t cfg = {.host = opt.host,
-                        .port = opt.port,
-                        .key_file = opt.key,
-                        .cert_file = opt.cert,
-                        .server_cert = opt.pin,
-                        .session = per.session_len ? per.session : NULL,
-                        .session_len = per.session_len,
-                        .keylog_file = getenv("SSLKEYLOGFILE")};
-  memset(c, 0, sizeof *c);
-  c->next = &ob[0];
-  c->t = sim_dtls_new(&cfg);
-  if (!c->t)
-    return -2;
-  /* Device OS retransmits 3 s doubling to 24 s: 3+6+12+24 s, then gives up. */
-  int err = c->t->ops->connect(c->t, 45000);
-  if (err) {
-    OTA_LOGE("connect: %s failed: %s", opt.server, ota_strerror(err));
-    c->t->ops->destroy(c->t);
-    return -2;
-  }
-  OTA_LOGI("connect: DTLS %s handshake with %s done (%u ms)",
-           c->t->stats.resumed ? "resumed" : "full", opt.server,
-           c->t->stats.hs_ms);
-  size_t sl = 0;
-  if (c->t->ops->save_session(c->t, per.session, sizeof per.session, &sl) == 0)
-    per.session_len = sl;
-
-  ota_coap_chan_cfg_t ccfg;
-  ota_coap_chan_cfg_default(&ccfg);
-  uint64_t t0 = now_ms();
-  ccfg.first_mid = per.next_mid ? per.next_mid : (uint16_t)(t0 | 1);
-  ccfg.seed = t0 ^ (uint64_t)getpid() << 20;
-  ota_coap_chan_init(&ch, &ccfg);
-  ota_rx_cfg_t rcfg;
-  ota_rx_config_default(&rcfg);
-  const ota_cat_release_t *rel = ota_device_release(&dev);
-  if (rel)
-    ota_rx_config_release(&rcfg, rel->major, rel->minor, rel->patch);
-  rcfg.staging = staging;
-  rcfg.verify = ota_device_rx_verify;
-  rcfg.verify_ud = &dev;
-  ota_rx_init(&rx, &rcfg);
-  ota_outbox_clear(&ob[0]);
-  ota_outbox_clear(&ob[1]);
-  ota_outbox_clear(&rxo);
-
-  send_hello(c);
-  flush(c);
-  uint64_t keepalive = (uint64_t)(KEEPALIVE_MS / opt.time_scale);
-  if (keepalive < 100)
-    keepalive = 100;
-  int rc = 0;
-  while (!stop) {
-    uint64_t now = now_ms();
-    ota_coap_chan_on_timer(&ch, now, &ob[0]);
-    ota_rx_on_timer(&rx, now, &rxo);
-    rx_effects(c);
-    if (c->hello_acked && !c->ping_out && now - c->last_io >= keepalive) {
-      ota_coap_msg_t p;
-      ota_msg_build_empty(&p, OTA_COAP_CON, 0);
-      c->ping_mid = chan_send(c, &p);
-      c->ping_out = 1;
-      OTA_LOGI("keep-alive: ping (idle %llu ms)",
-               (unsigned long long)(now - c->last_io));
-    }
-    flush(c);
-    if (c->fail) {
-      OTA_LOGE("connection: %s", c->fail);
-      rc = c->fatal ? -2 : -1;
-      break;
-    }
-    if (c->reboot) {
-      rc = 1;
-      break;
-    }
-    if (opt.once && c->hello_acked && c->described)
-      break;
-    uint64_t dl = ota_coap_chan_next_deadline(&ch);
-    uint64_t rdl = ota_rx_next_deadline(&rx);
-    if (rdl < dl)
-      dl = rdl;
-    if (c->hello_acked && !c->ping_out && c->last_io + keepalive < dl)
-      dl = c->last_io + keepalive;
-    int wait = dl <= now ? 0 : dl - now > 200 ? 200 : (int)(dl - now);
-    struct pollfd pfd = {.fd = c->t->ops->poll_fd(c->t), .events = POLLIN};
-    if (poll(&pfd, 1, wait) < 0 && errno != EINTR)
-      break;
-    uint8_t in[MSG_MAX];
-    int n = 0;
-    while (!c->reboot && (n = c->t->ops->recv(c->t, in, sizeof in)) > 0) {
-      c->last_io = now_ms();
-      int e = ota_coap_chan_on_datagram(&ch, in, (size_t)n, c->last_io, &ob[0]);
-      if (e && e != OTA_ENOBUFS)
-        OTA_LOGW("coap: malformed datagram (%d bytes): %s, dropped", n,
-                 ota_strerror(e));
-      flush(c);
-    }
-    if (!c->reboot && n < 0) {
-      OTA_LOGE("connection: lost: %s", ota_strerror(n));
-      rc = n == OTA_EREFUSED ? -2 : -1;
-      c->fatal = n == OTA_EREFUSED; /* close_notify clears the session */
-      break;
-    }
-  }
-  per.next_mid = ota_coap_chan_peek_mid(&ch);
-  if (c->t->ops->save_session(c->t, per.session, sizeof per.session, &sl) == 0)
-    per.session_len = sl;
-  if (c->fatal)
-    per.session_len = 0; /* refused: the next start does a full handshake */
-  save();
-  return rc;
+  fputs(s, f);
+  fclose(f);
+  chmod(path, (mode_t)mode);
 }
 
 /* ---- command line -------------------------------------------------------- */
@@ -566,9 +103,14 @@ static void usage(FILE *f) {
       f,
       "usage: otalab-device --id HEX24 --key FILE --cert FILE --server "
       "HOST:PORT\n"
-      "                     --server-cert FILE --state FILE [OPTIONS]\n\n"
-      "A simulated Particle Electron: flash, bootloader, describe and the OTA\n"
-      "receiver, connecting to otalab-server over DTLS + CoAP.\n\n"
+      "                     --server-cert FILE --state FILE [OPTIONS]\n"
+      "       otalab-device (--fleet FILE | --count N --mix REL:N,...) "
+      "--server HOST:PORT\n"
+      "                     --server-cert FILE [--state-dir DIR] [--api URL "
+      "--token T] [OPTIONS]\n\n"
+      "A simulated Particle Electron (or a fleet of them in one process):\n"
+      "flash, bootloader, describe and the OTA receiver, connecting to\n"
+      "otalab-server over DTLS + CoAP.\n\n"
       "  --id HEX24          device id (12 bytes hex)\n"
       "  --key/--cert FILE   device key and certificate (otalab keys device)\n"
       "  --server HOST:PORT  cloud address (the Electron uses port 5684)\n"
@@ -587,91 +129,104 @@ static void usage(FILE *f) {
       "  --product ID        Hello product id (default: the user app's)\n"
       "  --recover FILE...   in a hard-fault loop, write these modules over\n"
       "                      \"USB/DFU\" and boot again\n"
-      "  --time-scale K      run the 23 min keep-alive K times faster\n"
-      "  --once              exit after answering the first Describe\n"
-      "  -v                  verbose\n"
+      "  --link SPEC         cellular link: 2g|3g|lte-m|lte|custom:...|ideal\n"
+      "                      (core/link.h syntax); default ideal\n"
+      "  --seed N            link randomness seed (device i uses N+i)\n"
+      "  --fault SPEC        repeatable: drop-link-at-chunk:K[:MS],\n"
+      "                      reset-during-ota:K, power-loss-during-apply,\n"
+      "                      corrupt-chunk:K\n"
+      "  --time-scale K      device clock (link, CoAP, OTA, keep-alive) runs "
+      "K\n"
+      "                      times faster than real time\n"
+      "  --once              exit after answering the first Describe (fleet: "
+      "all)\n"
+      "  -v / -q             verbose / warnings only\n\n"
+      "Fleets:\n"
+      "  --fleet FILE        JSON list of {id, key, cert, release, product, "
+      "app,\n"
+      "                      link, faults:[...]} (key/cert: files; missing: "
+      "generated)\n"
+      "  --count N --mix R:N,R:N  N devices, releases by share (e.g. "
+      "0.4.8:10,0.6.1:90)\n"
+      "  --id-base HEX24     first generated id (default "
+      "e1ec00000000000000000000)\n"
+      "  --state-dir DIR     one state file (and key pair) per device\n"
+      "  --api URL --token T register generated devices (POST /v1/devices)\n"
+      "  --connect-rate N    first connects per second (default 50)\n"
+      "  --until REL         exit 0 once every device runs REL and is "
+      "described\n"
+      "  --duration S        exit after S simulated seconds\n"
       "  --help              this text\n\n"
       "Exit: 0 ok, 1 connection failed or refused, 2 usage/setup, 3 hard-fault "
       "loop.\nSSLKEYLOGFILE=FILE appends CLIENT_RANDOM lines (NSS key log).\n",
       OTALAB_DEFAULT_CATALOG);
 }
 
-static const char *default_catalog(void) {
-  const char *env = getenv("OTALAB_CATALOG");
-  if (env && *env)
-    return env;
-  return OTALAB_DEFAULT_CATALOG;
-}
+#define MAX_FAULT_ARGS 8
+static struct {
+  const char *id, *key, *cert, *state, *release, *app, *fixtures, *catalog;
+  const char *server, *fleet, *mix, *state_dir, *api, *token, *link, *until;
+  const char *id_base;
+  const char *faults[MAX_FAULT_ARGS];
+  int nfaults, product, once, verbose, quiet, count;
+  double connect_rate, duration;
+  uint64_t seed;
+} opt = {.release = "0.6.1",
+         .product = -1,
+         .connect_rate = 50,
+         .seed = 1,
+         .id_base = "e1ec00000000000000000000"};
 
-/* Provision or load the device. Returns 0 or an exit code. */
-static int setup(const uint8_t id[12], const char *release, const char *app,
-                 const char *fixtures) {
-  int rc = opt.state ? sim_state_load(opt.state, &dev, &cat, &per) : OTA_ENOENT;
-  if (rc == 0) {
-    memcpy(dev.id, id, 12);
-    OTA_LOGI("state: loaded %s: release %s, %d queued, %u boots%s", opt.state,
-             ota_device_release_name(&dev), dev.npending, dev.boots,
-             per.session_len ? ", saved session" : "");
-    return 0;
-  }
-  if (rc != OTA_ENOENT)
-    OTA_LOGW("state: %s unusable (%s): provisioning anew", opt.state,
-             ota_strerror(rc));
-  ota_device_init(&dev, &cat, id);
-  memset(&per, 0, sizeof per);
-  uint8_t *ab = NULL;
-  size_t al = 0;
-  if (app && (rc = sim_read_file(app, &ab, &al))) {
-    fprintf(stderr, "otalab-device: --app %s: %s\n", app, ota_strerror(rc));
-    return EXIT_USAGE;
-  }
-  sim_fixture_loader_t fl = {.dir = fixtures, .release = release};
-  rc = ota_device_provision(&dev, release, fixtures ? sim_fixture_load : NULL,
-                            &fl, ab, al);
-  free(ab);
-  if (rc) {
-    fprintf(stderr, "otalab-device: cannot provision release %s: %s\n", release,
-            ota_strerror(rc));
-    return EXIT_USAGE;
-  }
-  OTA_LOGI("state: provisioned release %s%s%s", release, app ? " + app " : "",
-           app ? app : "");
-  return 0;
-}
-
-int main(int argc, char **argv) {
-  const char *id = NULL, *release = "0.6.1", *app = NULL, *fixtures = NULL,
-             *catalog = NULL;
-  int verbose = 0;
+static int parse_args(int argc, char **argv) {
+  ctx.time_scale = 1.0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define OPT(name, field) else if (v && !strcmp(a, name)) opt.field = v, i++
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
-      return 0;
+      exit(0);
     } else if (!strcmp(a, "-v"))
-      verbose++;
+      opt.verbose++;
+    else if (!strcmp(a, "-q"))
+      opt.quiet = 1;
     else if (!strcmp(a, "--once"))
       opt.once = 1;
-    else if (v && !strcmp(a, "--id"))
-      id = v, i++;
-    else if (v && !strcmp(a, "--key"))
-      opt.key = v, i++;
-    else if (v && !strcmp(a, "--cert"))
-      opt.cert = v, i++;
-    else if (v && !strcmp(a, "--server"))
-      opt.server = v, i++;
-    else if (v && !strcmp(a, "--server-cert"))
-      opt.pin = v, i++;
-    else if (v && !strcmp(a, "--state"))
-      opt.state = v, i++;
-    else if (v && !strcmp(a, "--release"))
-      release = v, i++;
-    else if (v && !strcmp(a, "--app"))
-      app = v, i++;
-    else if (v && !strcmp(a, "--fixtures"))
-      fixtures = v, i++;
-    else if (v && !strcmp(a, "--catalog"))
-      catalog = v, i++;
+    OPT("--id", id);
+    OPT("--key", key);
+    OPT("--cert", cert);
+    OPT("--server", server);
+    OPT("--state", state);
+    OPT("--release", release);
+    OPT("--app", app);
+    OPT("--fixtures", fixtures);
+    OPT("--catalog", catalog);
+    OPT("--fleet", fleet);
+    OPT("--mix", mix);
+    OPT("--state-dir", state_dir);
+    OPT("--api", api);
+    OPT("--token", token);
+    OPT("--link", link);
+    OPT("--until", until);
+    OPT("--id-base", id_base);
+    else if (v && !strcmp(a, "--server-cert")) ctx.server_cert_file = v, i++;
+    else if (v && !strcmp(a, "--count")) opt.count = atoi(v), i++;
+    else if (v && !strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 0), i++;
+    else if (v && !strcmp(a, "--duration")) opt.duration = atof(v), i++;
+    else if (v && !strcmp(a, "--connect-rate")) {
+      opt.connect_rate = atof(v), i++;
+      if (!(opt.connect_rate > 0)) {
+        fprintf(stderr, "otalab-device: bad --connect-rate '%s'\n", v);
+        return EXIT_USAGE;
+      }
+    }
+    else if (v && !strcmp(a, "--fault")) {
+      sim_fault_t f;
+      if (sim_fault_parse(v, &f) || opt.nfaults == MAX_FAULT_ARGS) {
+        fprintf(stderr, "otalab-device: bad --fault '%s'\n", v);
+        return EXIT_USAGE;
+      }
+      opt.faults[opt.nfaults++] = v, i++;
+    }
     else if (v && !strcmp(a, "--product")) {
       char *end;
       long p = strtol(v, &end, 0);
@@ -680,109 +235,474 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
       }
       opt.product = (int)p, i++;
-    } else if (v && !strcmp(a, "--time-scale")) {
-      opt.time_scale = atof(v), i++;
-      if (!(opt.time_scale > 0)) {
+    }
+    else if (v && !strcmp(a, "--time-scale")) {
+      ctx.time_scale = atof(v), i++;
+      if (!(ctx.time_scale > 0)) {
         fprintf(stderr, "otalab-device: bad --time-scale '%s'\n", v);
         return EXIT_USAGE;
       }
-    } else if (v && !strcmp(a, "--recover")) {
+    }
+    else if (v && !strcmp(a, "--recover")) {
       while (i + 1 < argc && argv[i + 1][0] != '-' &&
-             opt.nrecover < MAX_RECOVER)
-        opt.recover[opt.nrecover++] = argv[++i];
-    } else {
+             ctx.nrecover < SIM_MAX_RECOVER)
+        ctx.recover[ctx.nrecover++] = argv[++i];
+    }
+    else {
       fprintf(stderr, "otalab-device: bad argument '%s'\n", a);
       usage(stderr);
       return EXIT_USAGE;
     }
+#undef OPT
   }
-  uint8_t rawid[12];
-  if (!id || hexid(id, rawid) || !opt.key || !opt.cert || !opt.server ||
-      !opt.pin) {
+  return 0;
+}
+
+/* ---- building devices ---------------------------------------------------- */
+
+/* Identity of a fleet device: files given, files in the state dir, or new. */
+static int fleet_keys(sim_dev_t *d, const char *key, const char *cert,
+                      char *pub, size_t publen) {
+  char kp[600], cp[600];
+  pub[0] = 0;
+  if (!key && opt.state_dir) {
+    snprintf(kp, sizeof kp, "%s/%s.key.pem", opt.state_dir, d->idhex);
+    snprintf(cp, sizeof cp, "%s/%s.crt.pem", opt.state_dir, d->idhex);
+    if (access(kp, R_OK) == 0 && access(cp, R_OK) == 0)
+      key = kp, cert = cp;
+  }
+  if (key && cert) {
+    d->key_pem = read_text(key);
+    d->cert_pem = read_text(cert);
+    if (!d->key_pem || !d->cert_pem) {
+      fprintf(stderr, "otalab-device: %s: cannot read %s / %s\n", d->idhex, key,
+              cert);
+      return EXIT_USAGE;
+    }
+    return sim_keys_pub_pem(d->key_pem, pub, publen) ? EXIT_USAGE : 0;
+  }
+  sim_keypair_t k;
+  if (sim_keys_generate(d->idhex, &k))
+    return EXIT_USAGE;
+  d->key_pem = strdup(k.key_pem);
+  d->cert_pem = strdup(k.crt_pem);
+  snprintf(pub, publen, "%s", k.pub_pem);
+  if (opt.state_dir) {
+    write_text(kp, k.key_pem, 0600);
+    write_text(cp, k.crt_pem, 0644);
+  }
+  return d->key_pem && d->cert_pem ? 0 : EXIT_USAGE;
+}
+
+static int dev_link(sim_dev_t *d, const char *spec, uint64_t seed) {
+  ota_link_cfg_t lc;
+  char err[160];
+  if (!spec || !*spec)
+    ota_link_cfg_init(&lc);
+  else if (ota_link_parse(spec, &ctx.cat, &lc, err, sizeof err)) {
+    fprintf(stderr, "otalab-device: --link %s: %s\n", spec, err);
+    return EXIT_USAGE;
+  }
+  ota_link_init(&d->link, &lc, seed);
+  if (spec && *spec) {
+    char desc[200];
+    ota_link_cfg_format(&lc, desc, sizeof desc);
+    sim_log_dev = d;
+    OTA_LOGI("link: %s (seed %llu)", desc, (unsigned long long)seed);
+  }
+  return 0;
+}
+
+static int dev_fault(sim_dev_t *d, const char *spec) {
+  if (d->nfaults == SIM_MAX_FAULTS ||
+      sim_fault_parse(spec, &d->faults[d->nfaults])) {
+    fprintf(stderr, "otalab-device: %s: bad fault '%s'\n", d->idhex, spec);
+    return EXIT_USAGE;
+  }
+  d->nfaults++;
+  return 0;
+}
+
+/* Common part for single and fleet devices. */
+static int build_dev(sim_dev_t *d, const char *idhex, const char *release,
+                     const char *app, const char *link, int product,
+                     json_t *faults, const char *key, const char *cert) {
+  sim_dev_init(d, &ctx);
+  snprintf(d->idhex, sizeof d->idhex, "%s", idhex);
+  for (char *p = d->idhex; *p; p++)
+    if (*p >= 'A' && *p <= 'F')
+      *p = (char)(*p - 'A' + 'a');
+  if (hexid(d->idhex, d->id)) {
+    fprintf(stderr, "otalab-device: bad device id '%s'\n", idhex);
+    return EXIT_USAGE;
+  }
+  d->product = product;
+  if (ctx.fleet) {
+    char pub[256];
+    int rc = fleet_keys(d, key, cert, pub, sizeof pub);
+    if (rc)
+      return rc;
+    if (opt.api) {
+      int st = sim_rest_register(opt.api, opt.token, d->idhex, pub,
+                                 product > 0 ? product : 0);
+      if (st != 200 && st != 201) {
+        fprintf(stderr, "otalab-device: %s: POST %s/v1/devices: %s%d\n",
+                d->idhex, opt.api, st < 0 ? "error " : "HTTP ", st);
+        return EXIT_CONN;
+      }
+    }
+    if (opt.state_dir)
+      snprintf(d->state_path, sizeof d->state_path, "%s/%s.state",
+               opt.state_dir, d->idhex);
+  } else {
+    d->key_file = key;
+    d->cert_file = cert;
+    if (opt.state)
+      snprintf(d->state_path, sizeof d->state_path, "%s", opt.state);
+  }
+  if (dev_link(d, link ? link : opt.link, opt.seed + (uint64_t)(d - devs)))
+    return EXIT_USAGE;
+  for (int i = 0; i < opt.nfaults; i++)
+    if (dev_fault(d, opt.faults[i]))
+      return EXIT_USAGE;
+  size_t i;
+  json_t *f;
+  json_array_foreach(faults, i, f) {
+    if (!json_is_string(f) || dev_fault(d, json_string_value(f)))
+      return EXIT_USAGE;
+  }
+  if (sim_dev_setup(d, release, app, opt.fixtures))
+    return EXIT_USAGE;
+  return 0;
+}
+
+static int build_fleet_file(void) {
+  json_error_t je;
+  json_t *root = json_load_file(opt.fleet, 0, &je);
+  if (!json_is_array(root)) {
+    fprintf(stderr, "otalab-device: --fleet %s: %s (line %d)\n", opt.fleet,
+            root ? "not a JSON list" : je.text, je.line);
+    json_decref(root);
+    return EXIT_USAGE;
+  }
+  ndevs = json_array_size(root);
+  devs = calloc(ndevs ? ndevs : 1, sizeof *devs);
+  int rc = devs ? 0 : EXIT_USAGE;
+  for (size_t i = 0; !rc && i < ndevs; i++) {
+    json_t *e = json_array_get(root, i);
+    const char *id = json_string_value(json_object_get(e, "id"));
+    const char *rel = json_string_value(json_object_get(e, "release"));
+    json_t *pj = json_object_get(e, "product");
+    if (!id) {
+      fprintf(stderr, "otalab-device: --fleet entry %zu has no id\n", i);
+      rc = EXIT_USAGE;
+      break;
+    }
+    rc = build_dev(&devs[i], id, rel ? rel : opt.release,
+                   json_string_value(json_object_get(e, "app")),
+                   json_string_value(json_object_get(e, "link")),
+                   json_is_integer(pj) ? (int)json_integer_value(pj)
+                                       : opt.product,
+                   json_object_get(e, "faults"),
+                   json_string_value(json_object_get(e, "key")),
+                   json_string_value(json_object_get(e, "cert")));
+  }
+  json_decref(root);
+  return rc;
+}
+
+static int build_fleet_mix(void) {
+  uint8_t base[12];
+  if (hexid(opt.id_base, base)) {
+    fprintf(stderr, "otalab-device: bad --id-base\n");
+    return EXIT_USAGE;
+  }
+  /* REL:SHARE,... -> counts proportional to the shares, summing to N. */
+  char rel[16][32];
+  double share[16], total = 0;
+  int nrel = 0;
+  const char *p = opt.mix ? opt.mix : opt.release;
+  while (*p && nrel < 16) {
+    size_t n = strcspn(p, ",");
+    char item[64];
+    snprintf(item, sizeof item, "%.*s", (int)n, p);
+    char *c = strchr(item, ':');
+    share[nrel] = c ? atof(c + 1) : 1;
+    if (c)
+      *c = 0;
+    snprintf(rel[nrel], sizeof rel[nrel], "%s", item);
+    if (!ota_catalog_find(&ctx.cat, rel[nrel]) || share[nrel] < 0) {
+      fprintf(stderr, "otalab-device: --mix: unknown release '%s'\n", item);
+      return EXIT_USAGE;
+    }
+    total += share[nrel++];
+    p += n + (p[n] == ',');
+  }
+  if (!nrel || total <= 0) {
+    fprintf(stderr, "otalab-device: --mix: nothing to run\n");
+    return EXIT_USAGE;
+  }
+  ndevs = (size_t)opt.count;
+  devs = calloc(ndevs, sizeof *devs);
+  if (!devs)
+    return EXIT_USAGE;
+  size_t done = 0;
+  for (int r = 0; r < nrel; r++) {
+    size_t n =
+        r == nrel - 1 ? ndevs - done : (size_t)(ndevs * share[r] / total + 0.5);
+    if (done + n > ndevs)
+      n = ndevs - done;
+    for (size_t k = 0; k < n; k++, done++) {
+      uint8_t id[12];
+      memcpy(id, base, 12);
+      uint32_t v = ((uint32_t)id[8] << 24 | (uint32_t)id[9] << 16 |
+                    (uint32_t)id[10] << 8 | id[11]) +
+                   (uint32_t)done;
+      id[8] = (uint8_t)(v >> 24), id[9] = (uint8_t)(v >> 16),
+      id[10] = (uint8_t)(v >> 8), id[11] = (uint8_t)v;
+      char hx[25];
+      for (int j = 0; j < 12; j++)
+        snprintf(hx + 2 * j, 3, "%02x", id[j]);
+      int rc = build_dev(&devs[done], hx, rel[r], opt.app, NULL, opt.product,
+                         NULL, NULL, NULL);
+      if (rc)
+        return rc;
+    }
+  }
+  return 0;
+}
+
+/* Raise the open-file limit to the hard limit (one UDP socket per device). */
+static void raise_nofile(size_t want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl))
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < want + 64)
+    fprintf(stderr,
+            "otalab-device: open-file limit %llu is below %zu devices: raise "
+            "the hard limit (ulimit -Hn)\n",
+            (unsigned long long)rl.rlim_cur, want);
+}
+
+static long vm_hwm_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return kb;
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static int all_done(uint64_t now, uint64_t start) {
+  size_t ready = 0, dead = 0, at = 0;
+  for (size_t i = 0; i < ndevs; i++) {
+    sim_dev_t *d = &devs[i];
+    dead += d->phase == SIM_DEAD;
+    ready += sim_dev_ready(d);
+    at += sim_dev_ready(d) && opt.until &&
+          !strcmp(ota_device_release_name(&d->dev), opt.until) &&
+          d->dev.state == OTA_DEV_RUNNING_APP;
+  }
+  if (dead == ndevs)
+    return 1;
+  if (opt.duration > 0 && now - start >= (uint64_t)(opt.duration * 1000))
+    return 1;
+  if (opt.until)
+    return at + dead == ndevs;
+  return opt.once && ready + dead == ndevs;
+}
+
+static void run_loop(void) {
+  struct epoll_event evs[256];
+  uint64_t start = sim_now(&ctx);
+  while (!stop) {
+    uint64_t now = sim_now(&ctx), dl = UINT64_MAX;
+    for (size_t i = 0; i < ndevs; i++) {
+      uint64_t t = sim_dev_next_deadline(&devs[i]);
+      if (t <= now) {
+        sim_dev_on_timer(&devs[i]);
+        t = sim_dev_next_deadline(&devs[i]);
+      }
+      if (t < dl)
+        dl = t;
+    }
+    if (all_done(sim_now(&ctx), start))
+      break;
+    now = sim_now(&ctx);
+    int wait = 200;
+    if (dl <= now)
+      wait = 0;
+    else if ((double)(dl - now) / ctx.time_scale < 200)
+      wait = (int)((double)(dl - now) / ctx.time_scale);
+    int n = epoll_wait(epfd, evs, 256, wait);
+    for (int i = 0; i < n; i++)
+      sim_dev_on_readable(evs[i].data.ptr);
+  }
+}
+
+static void report(uint64_t sim_ms, uint64_t real_ms) {
+  if (!ctx.fleet) {
+    sim_dev_t *d = &devs[0];
+    sim_transport_stats_t st = d->last_stats;
+    if (d->t)
+      st = d->t->stats;
+    printf("bytes tx=%llu rx=%llu handshake(%s) tx=%llu rx=%llu dgrams "
+           "tx=%llu rx=%llu ms=%u\n",
+           (unsigned long long)st.tx_bytes, (unsigned long long)st.rx_bytes,
+           st.resumed ? "resumed" : "full", (unsigned long long)st.hs_tx_bytes,
+           (unsigned long long)st.hs_rx_bytes,
+           (unsigned long long)st.hs_tx_dgrams,
+           (unsigned long long)st.hs_rx_dgrams, st.hs_ms);
+    if (d->n.otas_ok || d->n.faults)
+      printf("ota: %llu ok, %llu rejected, last %llu ms simulated (%llu ms "
+             "real), faults %llu, link %s\n",
+             (unsigned long long)d->n.otas_ok,
+             (unsigned long long)d->n.otas_rejected,
+             (unsigned long long)d->n.last_ota_sim_ms,
+             (unsigned long long)d->n.last_ota_real_ms,
+             (unsigned long long)d->n.faults,
+             d->link.cfg.name[0] ? d->link.cfg.name : "ideal");
+    return;
+  }
+  sim_dev_counters_t t = {0};
+  size_t ready = 0, dead = 0;
+  for (size_t i = 0; i < ndevs; i++) {
+    sim_dev_t *d = &devs[i];
+    printf(
+        "device %s release %s state %s phase %s hs full=%llu "
+        "resumed=%llu otas=%llu rejected=%llu faults=%llu "
+        "last_ota_sim_ms=%llu\n",
+        d->idhex, ota_device_release_name(&d->dev),
+        ota_dev_state_name(d->dev.state), sim_phase_name(d->phase),
+        (unsigned long long)d->n.full_hs, (unsigned long long)d->n.resumed_hs,
+        (unsigned long long)d->n.otas_ok,
+        (unsigned long long)d->n.otas_rejected, (unsigned long long)d->n.faults,
+        (unsigned long long)d->n.last_ota_sim_ms);
+    ready += sim_dev_ready(d);
+    dead += d->phase == SIM_DEAD;
+    t.full_hs += d->n.full_hs, t.resumed_hs += d->n.resumed_hs;
+    t.failed_hs += d->n.failed_hs, t.otas_ok += d->n.otas_ok;
+    t.otas_rejected += d->n.otas_rejected, t.ota_bytes += d->n.ota_bytes;
+    t.faults += d->n.faults, t.reconnects += d->n.reconnects;
+  }
+  printf("fleet: devices=%zu ready=%zu dead=%zu full_hs=%llu resumed_hs=%llu "
+         "failed_hs=%llu otas=%llu rejected=%llu payload_bytes=%llu "
+         "faults=%llu reconnects=%llu sim_ms=%llu real_ms=%llu images=%zu "
+         "image_mb=%.1f/%.1f rss_peak_kb=%ld\n",
+         ndevs, ready, dead, (unsigned long long)t.full_hs,
+         (unsigned long long)t.resumed_hs, (unsigned long long)t.failed_hs,
+         (unsigned long long)t.otas_ok, (unsigned long long)t.otas_rejected,
+         (unsigned long long)t.ota_bytes, (unsigned long long)t.faults,
+         (unsigned long long)t.reconnects, (unsigned long long)sim_ms,
+         (unsigned long long)real_ms, ota_imgstore_count(&ctx.images),
+         ctx.images.bytes_unique / 1e6, ctx.images.bytes_logical / 1e6,
+         vm_hwm_kb());
+}
+
+int main(int argc, char **argv) {
+  int code = parse_args(argc, argv);
+  if (code)
+    return code;
+  ctx.fleet = opt.fleet || opt.count > 0;
+  if (!opt.server || !ctx.server_cert_file ||
+      (!ctx.fleet && (!opt.id || !opt.key || !opt.cert))) {
     fprintf(stderr, "otalab-device: --id (24 hex digits), --key, --cert, "
-                    "--server and --server-cert are required\n");
+                    "--server and --server-cert are required (or --fleet / "
+                    "--count for a fleet)\n");
     usage(stderr);
     return EXIT_USAGE;
   }
-  static char host[256];
   const char *colon = strrchr(opt.server, ':');
   int port = colon ? atoi(colon + 1) : 0;
   if (!colon || port <= 0 || port > 65535 ||
-      (size_t)(colon - opt.server) >= sizeof host) {
+      (size_t)(colon - opt.server) >= sizeof ctx.host) {
     fprintf(stderr, "otalab-device: --server must be HOST:PORT\n");
     return EXIT_USAGE;
   }
-  memcpy(host, opt.server, (size_t)(colon - opt.server));
-  host[colon - opt.server] = 0;
-  opt.host = host;
-  opt.port = (uint16_t)port;
-  ota_log_set(log_sink, NULL, verbose ? OTA_LOG_DEBUG : OTA_LOG_INFO);
+  memcpy(ctx.host, opt.server, (size_t)(colon - opt.server));
+  ctx.port = (uint16_t)port;
+  ctx.real_t0 = sim_real_ms();
+  ctx.durable = !ctx.fleet;
+  ctx.keylog = getenv("SSLKEYLOGFILE");
+  ota_log_set(log_sink, NULL,
+              opt.verbose ? OTA_LOG_DEBUG
+              : opt.quiet ? OTA_LOG_WARN
+                          : OTA_LOG_INFO);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-
+  signal(SIGPIPE, SIG_IGN);
+  ota_imgstore_init(&ctx.images);
+  if (ctx.fleet && !(ctx.server_cert_pem = read_text(ctx.server_cert_file))) {
+    fprintf(stderr, "otalab-device: cannot read %s\n", ctx.server_cert_file);
+    return EXIT_USAGE;
+  }
   char err[256] = "";
+  const char *catalog = opt.catalog;
   if (!catalog)
-    catalog = default_catalog();
-  int rc = ota_catalog_load_file(&cat, catalog, err, sizeof err);
+    catalog = getenv("OTALAB_CATALOG");
+  if (!catalog || !*catalog)
+    catalog = OTALAB_DEFAULT_CATALOG;
+  int rc = ota_catalog_load_file(&ctx.cat, catalog, err, sizeof err);
   if (rc) {
     fprintf(stderr, "otalab-device: catalogue %s: %s %s\n", catalog,
             ota_strerror(rc), err);
     return EXIT_USAGE;
   }
-  int code = setup(rawid, release, app, fixtures);
-  if (code) {
-    ota_catalog_free(&cat);
-    return code;
+  if (opt.state_dir && mkdir(opt.state_dir, 0755) && errno != EEXIST) {
+    fprintf(stderr, "otalab-device: cannot create %s: %s\n", opt.state_dir,
+            strerror(errno));
+    return EXIT_USAGE;
   }
-
-  code = EXIT_OK;
-  conn_t c;
-  memset(&c, 0, sizeof c);
-  sim_transport_stats_t stats = {0};
-  ota_reset_t reason = OTA_RESET_POWER_DOWN;
-  int do_boot = 1;
-  while (!stop) {
-    if (do_boot && boot(reason) == OTA_DEV_HARD_FAULT_LOOP) {
-      code = EXIT_HARD_FAULT;
-      break;
-    }
-    do_boot = 0;
-    int r = run_connection(&c);
-    if (c.t) {
-      stats = c.t->stats;
-      c.t->ops->close(c.t, 0); /* no close_notify: the session stays valid */
-      c.t->ops->destroy(c.t);
-      c.t = NULL;
-    }
-    if (r == 1) {
-      OTA_LOGI("reboot: %s",
-               c.reboot == 2 ? "safe mode requested" : "after the OTA update");
-      reason = c.reboot == 2 ? OTA_RESET_SAFE_MODE : OTA_RESET_UPDATE;
-      do_boot = 1;
-      continue;
-    }
-    if (r == -1 && !stop) { /* lost: reconnect without a reboot */
-      OTA_LOGI("connection: reconnecting in 1 s");
-      sleep(1);
-      continue;
-    }
-    if (r < 0)
+  epfd = epoll_create1(0);
+  sim_dev_fd_hook = fd_hook;
+  if (ctx.fleet) {
+    raise_nofile(ndevs ? ndevs : (size_t)opt.count);
+    code = opt.fleet ? build_fleet_file() : build_fleet_mix();
+  } else {
+    ndevs = 1;
+    devs = calloc(1, sizeof *devs);
+    code = devs ? build_dev(&devs[0], opt.id, opt.release, opt.app, NULL,
+                            opt.product, NULL, opt.key, opt.cert)
+                : EXIT_USAGE;
+  }
+  if (!code) {
+    uint64_t t0 = sim_now(&ctx), r0 = sim_real_ms();
+    double gap = 1000.0 * ctx.time_scale / opt.connect_rate;
+    for (size_t i = 0; i < ndevs; i++)
+      sim_dev_start(&devs[i], t0 + (uint64_t)(gap * (double)i));
+    if (ctx.fleet)
+      fprintf(stderr,
+              "otalab-device: fleet of %zu devices, connecting at "
+              "%.0f/s\n",
+              ndevs, opt.connect_rate);
+    run_loop();
+    uint64_t sim_ms = sim_now(&ctx) - t0, real_ms = sim_real_ms() - r0;
+    for (size_t i = 0; i < ndevs; i++)
+      if (devs[i].phase == SIM_DEAD && devs[i].exit_code > code)
+        code = devs[i].exit_code;
+    if (ctx.fleet && code && opt.until)
       code = EXIT_CONN;
-    break;
+    if (ctx.fleet && !code && opt.until && stop)
+      code = EXIT_CONN;
+    report(sim_ms, real_ms);
   }
-  save();
-  printf("bytes tx=%llu rx=%llu handshake(%s) tx=%llu rx=%llu dgrams "
-         "tx=%llu rx=%llu ms=%u\n",
-         (unsigned long long)stats.tx_bytes, (unsigned long long)stats.rx_bytes,
-         stats.resumed ? "resumed" : "full",
-         (unsigned long long)stats.hs_tx_bytes,
-         (unsigned long long)stats.hs_rx_bytes,
-         (unsigned long long)stats.hs_tx_dgrams,
-         (unsigned long long)stats.hs_rx_dgrams, stats.hs_ms);
+  for (size_t i = 0; devs && i < ndevs; i++)
+    sim_dev_free(&devs[i]);
   fflush(stdout);
-  ota_rx_free(&rx);
-  ota_coap_chan_free(&ch);
-  ota_device_free(&dev);
-  ota_catalog_free(&cat);
+  free(devs);
+  free(ctx.server_cert_pem);
+  ota_imgstore_free(&ctx.images);
+  ota_catalog_free(&ctx.cat);
+  if (epfd >= 0)
+    close(epfd);
   return code;
 }

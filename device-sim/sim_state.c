@@ -91,7 +91,7 @@ out:
 }
 
 int sim_state_save(const char *path, const ota_device_t *dev,
-                   const sim_persist_t *p) {
+                   const sim_persist_t *p, int durable) {
   size_t dl = 0;
   ota_device_save(dev, NULL, 0, &dl);
   size_t n = 12 + dl + 4 + p->session_len + 2;
@@ -125,7 +125,7 @@ int sim_state_save(const char *path, const ota_device_t *dev,
         break;
       w += (size_t)r;
     }
-    if (w == n && fsync(fd) == 0)
+    if (w == n && (!durable || fsync(fd) == 0))
       rc = 0;
     if (close(fd))
       rc = OTA_EIO;

@@ -22,10 +22,10 @@ typedef struct {
  * OTA_EPARSE (not a state file) or ota_device_load's error. */
 int sim_state_load(const char *path, ota_device_t *dev,
                    const ota_catalog_t *cat, sim_persist_t *p);
-/* Write dev and p to `path` atomically (path.tmp, fsync, rename). Returns 0,
- * OTA_EIO or OTA_ENOMEM. */
+/* Write dev and p to `path` atomically (path.tmp, fsync when `durable`,
+ * rename). Returns 0, OTA_EIO or OTA_ENOMEM. */
 int sim_state_save(const char *path, const ota_device_t *dev,
-                   const sim_persist_t *p);
+                   const sim_persist_t *p, int durable);
 
 /* ota_module_loader_fn reading the release's public file names from a
  * directory (ud = sim_fixture_loader_t): system-partN-REL-electron.bin,

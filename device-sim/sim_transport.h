@@ -34,6 +34,15 @@ typedef struct {
   /* Serialise the current session into buf[cap] (*len set) for resumption. */
   int (*save_session)(sim_transport_t *t, uint8_t *buf, size_t cap,
                       size_t *len);
+  /* Non-blocking connect: open the socket and take the first handshake step.
+   * Returns what step returns. */
+  int (*start)(sim_transport_t *t);
+  /* Drive the handshake (call on input and every ~50 ms for retransmits):
+   * 0 done (server pinned), 1 in progress, or an error. */
+  int (*step)(sim_transport_t *t);
+  /* Owner-driven I/O only: hand one received datagram (a view, used before
+   * the next step/recv returns) to the next step or recv. */
+  void (*feed)(sim_transport_t *t, const uint8_t *buf, size_t len);
   /* Send close_notify when `notify`, close the socket; safe twice. */
   void (*close)(sim_transport_t *t, int notify);
   /* Free the transport (calls close without notify). */
@@ -56,6 +65,13 @@ typedef struct {
   const uint8_t *session; /* saved session (mbedtls_ssl_session_save) or NULL */
   size_t session_len;
   const char *keylog_file; /* NSS key log (SSLKEYLOGFILE) or NULL */
+  /* PEM text instead of the files above (NULL: use the file). */
+  const char *key_pem, *cert_pem, *server_cert_pem;
+  /* Owner-driven I/O: when set, every outgoing datagram goes to raw_send
+   * (returns its length or -1) and incoming ones come through ops->feed;
+   * the owner reads poll_fd itself. */
+  int (*raw_send)(void *ud, const uint8_t *buf, size_t len);
+  void *raw_ud;
 } sim_dtls_cfg_t;
 
 /* Create a DTLS transport; NULL on error (logged). Strings are copied where
