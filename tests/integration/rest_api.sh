@@ -8,57 +8,29 @@ OTALAB=${1:?otalab binary}
 SERVER=${2:?otalab-server binary}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ID=00aa11bb22cc33dd44ee55ff
-T=$(mktemp -d /tmp/otalab-rest.XXXXXX)
-SPID=
-BG=()
-cleanup() {
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
-  for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  if [ "${FAILED:-0}" = 1 ]; then
-    echo "--- server log (tail)"; tail -n 40 "$T/server.log" 2>/dev/null
-  fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; FAILED=1; exit 1; }
-ok() { echo "ok: $*"; }
-command -v curl >/dev/null || { echo "SKIP: curl missing"; exit 77; }
-command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
-wait_for() { # seconds, command...
-  local n=$(( $1 * 10 )); shift
-  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
-start_server() {
-  : >"$T/server.out"
-  "$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" \
-    --token T0-fixed --user alice:s3cret --max-upload 64K "$@" \
-    >"$T/server.out" 2>>"$T/server.log" &
-  SPID=$!
-  wait_for 10 grep -q '^listening ' "$T/server.out" || fail "server did not start"
-  HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
-  U=http://127.0.0.1:$HTTP
-}
-stop_server() { kill "$SPID"; wait "$SPID" 2>/dev/null; SPID=; }
+TOKEN=T0-fixed
+. "$(dirname "$0")/lib.sh"
+otl_need curl python3
+otl_tmpdir rest
+start_server() { otl_start_server --user alice:s3cret --max-upload 64K; }
 code() { curl -s -o "$T/body" -w '%{http_code}' -H 'Expect:' "$@"; }
 A=(-H "Authorization: Bearer T0-fixed")
 expect() { # want-code label curl-args...
   local want=$1 label=$2; shift 2
   local got; got=$(code "$@")
-  [ "$got" = "$want" ] || fail "$label: HTTP $got, want $want: $(cat "$T/body")"
-  ok "$label -> $want"
+  [ "$got" = "$want" ] || otl_fail "$label: HTTP $got, want $want: $(cat "$T/body")"
+  otl_ok "$label -> $want"
 }
 body_has() { python3 -c "import json,sys; d=json.load(open('$T/body')); sys.exit(0 if ($1) else 1)" ||
-  fail "body check '$1': $(cat "$T/body")"; }
+  otl_fail "body check '$1': $(cat "$T/body")"; }
 
-"$OTALAB" keys server --out "$T/keys" >/dev/null || fail "otalab keys server"
-"$OTALAB" keys device --id $ID --out "$T/dev" >/dev/null || fail "otalab keys device"
+otl_keys_server
+otl_device_keys $ID
 "$OTALAB" mkapp --requires 0.6.2 --out "$T/app.bin" --product-version 3 >/dev/null ||
-  fail "otalab mkapp"
+  otl_fail "otalab mkapp"
 head -c 100000 /dev/urandom >"$T/big.bin"
 start_server
-ok "server http=$HTTP"
+otl_ok "server http=$HTTP"
 
 # --- tokens
 expect 401 "GET /v1/devices without a token" "$U/v1/devices"
@@ -91,9 +63,9 @@ with open(out, "wb") as f:
         if not d: break
         f.write(d); f.flush()
 PY
-BG+=($!)
+otl_track $!
 curl -s -N "${A[@]}" "$U/v1/devices/$ID/events/otalab" >"$T/sse_dev" &
-BG+=($!)
+otl_track $!
 "$OTALAB" events --server "$U" --token T0-fixed --count 1 otalab/product \
   >"$T/cli_events" 2>&1 &
 CLI_EV=$!
@@ -103,11 +75,11 @@ if command -v node >/dev/null; then
     >"$T/ws.out" 2>&1 &
   WS=$!
 fi
-wait_for 5 grep -qs ':ok' "$T/sse_all" || fail "no :ok on /v1/events"
+otl_wait_for 5 grep -qs ':ok' "$T/sse_all" || otl_fail "no :ok on /v1/events"
 sleep 0.3
 
 # --- device registry
-python3 - "$T/dev/$ID.pub.pem" >"$T/reg.json" <<PY
+python3 - "$T/$ID/$ID.pub.pem" >"$T/reg.json" <<PY
 import json, sys
 print(json.dumps({"id": "$ID".upper(), "public_key": open(sys.argv[1]).read(),
                   "name": "bench-1"}))
@@ -115,12 +87,12 @@ PY
 expect 400 "POST /v1/devices malformed JSON" "${A[@]}" -H 'Content-Type: application/json' \
   -d '{"id": ' "$U/v1/devices"
 expect 400 "POST /v1/devices malformed form" "${A[@]}" -d 'id=%zz' "$U/v1/devices"
-expect 400 "POST /v1/devices bad id" "${A[@]}" -d 'id=123' --data-urlencode 'public_key@'"$T/dev/$ID.pub.pem" "$U/v1/devices"
+expect 400 "POST /v1/devices bad id" "${A[@]}" -d 'id=123' --data-urlencode 'public_key@'"$T/$ID/$ID.pub.pem" "$U/v1/devices"
 expect 200 "POST /v1/devices (JSON)" "${A[@]}" -H 'Content-Type: application/json' \
   --data @"$T/reg.json" "$U/v1/devices"
 body_has "d['id']=='$ID' and d['name']=='bench-1' and d['product_id']==0"
-cmp -s "$T/dev/$ID.pub.pem" "$T/data/devices/$ID.pub.pem" || fail "key not stored for the DTLS check"
-ok "public key written to DATA/devices/$ID.pub.pem"
+cmp -s "$T/$ID/$ID.pub.pem" "$T/data/devices/$ID.pub.pem" || otl_fail "key not stored for the DTLS check"
+otl_ok "public key written to DATA/devices/$ID.pub.pem"
 expect 200 "GET /v1/devices lists it" "${A[@]}" "$U/v1/devices"
 body_has "[x for x in d if x['id']=='$ID' and x['name']=='bench-1']"
 expect 404 "GET unknown device" "${A[@]}" "$U/v1/devices/ffffffffffffffffffffffff"
@@ -131,10 +103,10 @@ expect 409 "POST /v1/products again" "${A[@]}" -d id=4711 -d name=widgets "$U/v1
 expect 400 "POST /v1/products without name" "${A[@]}" -d id=4712 "$U/v1/products"
 expect 404 "unknown product firmware" "${A[@]}" "$U/v1/products/999/firmware"
 expect 404 "register into an unknown product" "${A[@]}" -d id=$ID -d product_id=999 \
-  --data-urlencode 'public_key@'"$T/dev/$ID.pub.pem" "$U/v1/devices"
+  --data-urlencode 'public_key@'"$T/$ID/$ID.pub.pem" "$U/v1/devices"
 expect 200 "re-register the device into product 4711 (form)" "${A[@]}" -d id=$ID \
-  -d product_id=4711 -d name=bench-1 --data-urlencode 'public_key@'"$T/dev/$ID.pub.pem" "$U/v1/devices"
-expect 400 "upload a non-module" "${A[@]}" -F binary=@"$T/dev/$ID.pub.pem" -F version=3 \
+  -d product_id=4711 -d name=bench-1 --data-urlencode 'public_key@'"$T/$ID/$ID.pub.pem" "$U/v1/devices"
+expect 400 "upload a non-module" "${A[@]}" -F binary=@"$T/$ID/$ID.pub.pem" -F version=3 \
   "$U/v1/products/4711/firmware"
 expect 400 "upload with the wrong version" "${A[@]}" -F binary=@"$T/app.bin" -F version=4 \
   "$U/v1/products/4711/firmware"
@@ -156,7 +128,7 @@ body_has "[x['id'] for x in d['devices']]==['$ID']"
 
 # --- the streams saw the events, in Particle's format
 sleep 0.5
-python3 - "$T/sse_all" "$ID" <<'PY' || fail "SSE stream format"
+python3 - "$T/sse_all" "$ID" <<'PY' || otl_fail "SSE stream format"
 import json, sys, re
 raw = open(sys.argv[1], "rb").read().decode()
 head, _, body = raw.partition("\r\n\r\n")
@@ -177,39 +149,39 @@ assert ("otalab/device/registered", sys.argv[2]) in names, names
 assert ("otalab/product/firmware/released", "particle-internal") in names, names
 print("sse: %d records" % len(recs))
 PY
-ok "SSE /v1/events: :ok, event/data records, registration and release seen"
-grep -q "^event: otalab/device/registered" "$T/sse_dev" || fail "device stream missed the registration"
-! grep -q "otalab/product" "$T/sse_dev" || fail "device stream got a product event"
-ok "SSE /v1/devices/:id/events/otalab filtered by device and prefix"
-wait_for 5 grep -q 'otalab/product/firmware' "$T/cli_events" || fail "otalab events: $(cat "$T/cli_events")"
-wait "$CLI_EV" || fail "otalab events --count 1 exit code"
-ok "otalab events --count 1: $(cut -c1-60 "$T/cli_events")"
+otl_ok "SSE /v1/events: :ok, event/data records, registration and release seen"
+grep -q "^event: otalab/device/registered" "$T/sse_dev" || otl_fail "device stream missed the registration"
+! grep -q "otalab/product" "$T/sse_dev" || otl_fail "device stream got a product event"
+otl_ok "SSE /v1/devices/:id/events/otalab filtered by device and prefix"
+otl_wait_for 5 grep -q 'otalab/product/firmware' "$T/cli_events" || otl_fail "otalab events: $(cat "$T/cli_events")"
+wait "$CLI_EV" || otl_fail "otalab events --count 1 exit code"
+otl_ok "otalab events --count 1: $(cut -c1-60 "$T/cli_events")"
 if [ -n "$WS" ]; then
-  wait "$WS" || fail "websocket: $(cat "$T/ws.out")"
+  wait "$WS" || otl_fail "websocket: $(cat "$T/ws.out")"
   python3 -c "import json,sys; l=open('$T/ws.out').read().split('\n'); d=json.loads(l[1]); assert d['name'].startswith('otalab/device') and d['coreid']=='$ID', d" ||
-    fail "websocket message: $(cat "$T/ws.out")"
-  ok "WebSocket /v1/events/ws: one JSON message per event"
+    otl_fail "websocket message: $(cat "$T/ws.out")"
+  otl_ok "WebSocket /v1/events/ws: one JSON message per event"
 else
   echo "note: node missing, WebSocket check skipped"
 fi
 expect 401 "event stream without a token" "$U/v1/events"
 
 # --- restart: everything persisted
-stop_server
+otl_stop_server
 start_server
 expect 200 "after restart: issued token still valid" -H "Authorization: Bearer $TOK" "$U/v1/devices"
 body_has "[x for x in d if x['id']=='$ID' and x['product_id']==4711]"
 expect 200 "after restart: firmware and release kept" "${A[@]}" "$U/v1/products/4711/firmware"
 body_has "d[0]['version']==3 and d[0]['product_default'] is True"
-cmp -s "$T/app.bin" "$T/data/firmware/4711/3.bin" || fail "firmware file"
-ok "after restart: DATA/firmware/4711/3.bin intact"
+cmp -s "$T/app.bin" "$T/data/firmware/4711/3.bin" || otl_fail "firmware file"
+otl_ok "after restart: DATA/firmware/4711/3.bin intact"
 
 # --- a corrupt store file is reported, moved aside, never fatal
-stop_server
+otl_stop_server
 printf '{"4711": {broken' >"$T/data/products.json"
 start_server
-grep -q 'products.json is corrupt' "$T/server.log" || fail "corruption not reported"
-[ -f "$T/data/products.json.corrupt" ] || fail "corrupt file not kept aside"
+grep -q 'products.json is corrupt' "$T/server.log" || otl_fail "corruption not reported"
+[ -f "$T/data/products.json.corrupt" ] || otl_fail "corrupt file not kept aside"
 expect 200 "corrupt products.json: server up, other data kept" "${A[@]}" "$U/v1/devices"
 body_has "[x for x in d if x['id']=='$ID']"
-echo "PASS"
+otl_pass rest_api
