@@ -31,8 +31,10 @@ void ota_tx_config_default(ota_tx_cfg_t *cfg) {
   cfg->begin_tries = 3;
   cfg->chunk_timeout_ms = 30000;
   cfg->chunk_retries = 3;
-  cfg->window = 16;
-  cfg->window_gap_ms = 100;
+  cfg->window = 16; /* = ota_plan_model_default()'s window: keep equal */
+  cfg->window_max = 64;
+  cfg->grow_rtt_ms = 100;
+  cfg->ping_timeout_ms = 2000;
   cfg->done_timeout_ms = 30000;
   cfg->missed_wait_ms = 4000;
   cfg->max_resend_rounds = 5;
@@ -49,6 +51,9 @@ void ota_tx_init(ota_tx_t *tx, const ota_tx_cfg_t *cfg) {
     ota_tx_config_default(&tx->cfg);
   if (tx->cfg.window == 0)
     tx->cfg.window = 1;
+  if (tx->cfg.window_max < tx->cfg.window)
+    tx->cfg.window_max = tx->cfg.window;
+  tx->win = tx->cfg.window;
   tx->state = OTA_TX_IDLE;
   tx->next_token = tx->cfg.token_seed;
   tx->next_mid = tx->cfg.first_mid;
@@ -229,14 +234,37 @@ int ota_tx_start(ota_tx_t *tx, const uint8_t *mod, size_t len, uint64_t now_ms,
   return 0;
 }
 
-/* Fast mode: send the next window of pending chunks, or UpdateDone once none
- * is left. The window gap paces NON chunks, which CoAP does not pace. */
+/* Fast mode: the ping that clocks the windows (CON 0.00, no token). */
+static int send_ping(ota_tx_t *tx, uint64_t now, ota_outbox_t *out) {
+  ota_coap_msg_t m;
+  uint16_t mid = tx->next_mid++;
+  ota_msg_build_empty(&m, OTA_COAP_CON, mid);
+  int rc = push_msg(&m, out);
+  if (rc)
+    return rc;
+  tx->ping_out = true;
+  tx->ping_mid = mid;
+  tx->ping_at = now;
+  tx->n_pings++;
+  uint64_t wait = tx->cfg.ping_timeout_ms;
+  if (2ull * tx->pong_ms > wait)
+    wait = 2ull * tx->pong_ms;
+  tx->deadline = now + wait;
+  return 0;
+}
+
+/* Fast mode: send the next window of pending chunks and its ping, or the
+ * UpdateDone once none is left. NON chunks are not paced by CoAP (libcoap
+ * neither): the ping is the brake. The last window gets its ping too, so the
+ * UpdateDone never races the chunks (a <= 0.7.x device completing on its
+ * own has the time to do so). */
 static int send_window(ota_tx_t *tx, uint64_t now, ota_outbox_t *out) {
+  tx->ping_out = false;
   if (tx->npending == 0)
     return send_done(tx, now, out);
   uint32_t n = 0;
   int rc = 0;
-  for (uint32_t i = 0; i < tx->nchunks && n < tx->cfg.window; i++) {
+  for (uint32_t i = 0; i < tx->nchunks && n < tx->win; i++) {
     if (!bit_get(tx->pending, i))
       continue;
     rc = send_chunk(tx, i, out);
@@ -252,8 +280,40 @@ static int send_window(ota_tx_t *tx, uint64_t now, ota_outbox_t *out) {
       tx->sent_bytes += chunk_len(tx, i);
     }
   }
-  tx->deadline = now + tx->cfg.window_gap_ms;
-  return push_report(tx, OTA_TX_EV_PROGRESS, out);
+  if (n > tx->max_win)
+    tx->max_win = n;
+  rc = push_report(tx, OTA_TX_EV_PROGRESS, out);
+  if (rc)
+    return rc;
+  if (tx->cfg.ping_timeout_ms == 0) {
+    tx->deadline = now; /* unpaced: the next window at the next timer call */
+    return 0;
+  }
+  return send_ping(tx, now, out);
+}
+
+/* Fast mode: the pong arrived; grow the window if it came back quickly. */
+static int on_pong(ota_tx_t *tx, uint64_t now, ota_outbox_t *out) {
+  uint64_t rtt = now > tx->ping_at ? now - tx->ping_at : 0;
+  tx->pong_ms = rtt > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt;
+  tx->n_pongs++;
+  if (tx->pong_ms <= tx->cfg.grow_rtt_ms && tx->win < tx->cfg.window_max) {
+    uint32_t w = 2u * tx->win;
+    tx->win = (uint16_t)(w < tx->cfg.window_max ? w : tx->cfg.window_max);
+    OTA_LOGD("ota_tx: pong after %u ms: window %u", tx->pong_ms, tx->win);
+  }
+  return send_window(tx, now, out);
+}
+
+int ota_tx_on_pong(ota_tx_t *tx, uint64_t now_ms, ota_outbox_t *out) {
+  if (!tx || !out)
+    return OTA_EINVAL;
+  if (tx->state != OTA_TX_WINDOW || !tx->ping_out) {
+    OTA_LOGD("ota_tx: pong in %s with no ping out, ignored",
+             ota_tx_state_name(tx->state));
+    return 0;
+  }
+  return on_pong(tx, now_ms, out);
 }
 
 static int begin_chunks(ota_tx_t *tx, bool fast, uint64_t now,
@@ -266,6 +326,7 @@ static int begin_chunks(ota_tx_t *tx, bool fast, uint64_t now,
     for (uint32_t i = 0; i < tx->nchunks; i++)
       bit_set(tx->pending, i);
     tx->npending = tx->nchunks;
+    tx->win = tx->cfg.window;
     set_state(tx, OTA_TX_WINDOW, "UpdateReady: fast OTA");
     return send_window(tx, now, out);
   }
@@ -339,6 +400,7 @@ static int on_missed(ota_tx_t *tx, const ota_coap_msg_t *in, uint64_t now,
   if (tx->rounds >= tx->cfg.max_resend_rounds)
     return finish(tx, OTA_EFULL, 0, "resend rounds spent", out);
   tx->rounds++;
+  tx->win = tx->cfg.window; /* loss seen: start small again */
   set_state(tx, OTA_TX_WINDOW, "ChunkMissed: resend round");
   return send_window(tx, now, out);
 }
@@ -372,8 +434,12 @@ int ota_tx_on_message(ota_tx_t *tx, const ota_coap_msg_t *in, uint64_t now_ms,
              ota_tx_state_name(tx->state));
     return 0;
   }
-  if (in->code == OTA_COAP_EMPTY)
+  if (in->code == OTA_COAP_EMPTY) {
+    if ((in->type == OTA_COAP_ACK || in->type == OTA_COAP_RST) &&
+        tx->state == OTA_TX_WINDOW && tx->ping_out && in->mid == tx->ping_mid)
+      return on_pong(tx, now_ms, out);
     return 0; /* empty ACK of one of our CONs (libcoap's business) */
+  }
 
   switch (tx->state) {
   case OTA_TX_BEGIN:
@@ -447,6 +513,13 @@ int ota_tx_on_timer(ota_tx_t *tx, uint64_t now_ms, ota_outbox_t *out) {
   case OTA_TX_CHUNK:
     return finish(tx, OTA_ETIMEDOUT, 0, "no ChunkReceived", out);
   case OTA_TX_WINDOW:
+    if (tx->ping_out) {
+      tx->n_ping_lost++;
+      OTA_LOGI("ota_tx: no pong in %llu ms: ping lost, window %u -> %u",
+               (unsigned long long)(now_ms - tx->ping_at), tx->win,
+               tx->cfg.window);
+      tx->win = tx->cfg.window;
+    }
     return send_window(tx, now_ms, out);
   case OTA_TX_DONE_SENT:
     return finish(tx, OTA_ETIMEDOUT, 0, "no reply to UpdateDone", out);

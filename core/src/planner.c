@@ -22,8 +22,14 @@ void ota_plan_model_default(ota_plan_model_t *m) {
   /* Fast OTA is the default: otalab's sender asks for it (ota_tx defaults)
    * and every Electron release accepts it. */
   m->fast_ota = 1;
+  /* ota_tx paces fast OTA by ack clocking: every window of `window` chunks
+   * ends with a CoAP ping and the next window goes at its ACK, one round trip
+   * per window and no fixed pause. 16 = ota_tx_config_default()'s window:
+   * keep the two equal. (ota_tx doubles the window, up to 64, only while
+   * pongs come back within 100 ms: faster links than the cellular ones
+   * modelled here.) */
   m->window = 16;
-  m->window_gap_ms = 100;
+  m->window_gap_ms = 0;
   m->begin_payload = 12;
   m->updone_json = 150; /* {"r":"ok","u":{"s":..,"l":"t","vc":..,...}} */
   m->updone_int = 7;    /* {"r":0} */
@@ -167,8 +173,14 @@ static void module_cost(ota_plan_cost_t *c, const ota_plan_model_t *m,
       c->rtts++;
     }
   }
-  if (m->fast_ota)
-    c->windows += (n + m->window - 1) / (m->window ? m->window : 1);
+  if (m->fast_ota) {
+    uint32_t w = (n + m->window - 1) / (m->window ? m->window : 1);
+    c->windows += w;
+    for (uint32_t i = 0; i < w; i++) {
+      msg(c, m, 1, m->coap_header); /* the window's ping */
+      msg(c, m, 0, m->coap_header); /* its empty ACK */
+    }
+  }
   msg(c, m, 1, req); /* UpdateDone */
   uint32_t ack = m->coap_header + m->token;
   if (b->updone == OTA_UPDONE_JSON)
@@ -213,7 +225,7 @@ double ota_plan_seconds(const ota_plan_cost_t *c,
   double rtt = link->rtt_ms / 1000.0;
   double gap = model->window_gap_ms / 1000.0;
   s += c->rtts * rtt;
-  s += c->windows * (rtt > gap ? rtt : gap);
+  s += c->windows * (rtt > gap ? rtt : gap); /* each window waits its pong */
   s += c->reboots * (model->reboot_ms / 1000.0);
   return s;
 }

@@ -40,7 +40,8 @@ typedef struct {
   int verify_err;       /* what the verify hook answers */
   uint32_t reset_after; /* reset the receiver after so many chunks */
   uint64_t seed;
-  int want_err; /* expected final result of the sender */
+  int want_err;       /* expected final result of the sender */
+  uint16_t lose_ping; /* drop pings n % lose_ping == lose_ping-1, 0 none */
 } ota_case_t;
 
 static struct {
@@ -53,7 +54,7 @@ static struct {
   uint8_t staging[OTA_STAGING_SIZE];
   const ota_case_t *c;
   uint8_t sends[OTA_TX_MAX_CHUNKS]; /* sends seen per chunk index */
-  uint32_t chunks_delivered, writes, resets_done;
+  uint32_t chunks_delivered, writes, resets_done, pings_seen;
   int applies, rejects, reboots, begins, results;
   uint32_t last_sent, last_total;
   ota_rx_report_t rx_rep;
@@ -180,11 +181,30 @@ static void run(void) {
     dgram_t *d;
     ota_coap_msg_t m;
     ota_msg_kind_t kind;
+    /* The device runs its due timers between datagrams, as its loop does. */
+    if (ota_rx_next_deadline(&W.rx) <= W.now) {
+      cr_assert_eq(ota_rx_on_timer(&W.rx, W.now, &W.ob), 0);
+      pump_rx();
+    }
     if ((d = q_pop(&W.to_rx))) {
       /* The device reads cloud requests at fixed offsets: must pass. */
       if (ota_msg_parse_cloud_request(d->buf, d->len, &m, &kind) != 0) {
         cr_assert_eq(ota_coap_decode(d->buf, d->len, &m), 0);
         cr_assert_eq(m.type, OTA_COAP_ACK, "strict parse of a request failed");
+      }
+      if (ota_msg_classify(&m, OTA_DIR_TO_DEVICE) == OTA_MSG_PING) {
+        /* The device's protocol layer answers a ping (PROTOCOL.md 1.5). */
+        uint32_t n = W.pings_seen++;
+        uint16_t lp = W.c->lose_ping;
+        if (!lp || n % lp != lp - 1u) {
+          ota_coap_msg_t ack;
+          uint8_t b[8];
+          size_t bl;
+          ota_msg_build_empty(&ack, OTA_COAP_ACK, m.mid);
+          cr_assert_eq(ota_coap_encode(&ack, b, sizeof(b), &bl), 0);
+          q_push(&W.to_tx, b, bl);
+        }
+        continue;
       }
       cr_assert_eq(ota_rx_on_message(&W.rx, &m, W.now, &W.ob), 0);
       pump_rx();
@@ -249,58 +269,66 @@ ParameterizedTestParameters(ota, transfer) {
   static ota_case_t cases[] = {
       /* name, tx_fast, rx_fast, disabled, refusal, form, device_done, size,
        * drop_every, first, last, pct, corrupt, verify_err, reset_after, seed,
-       * want */
+       * want, lose_ping */
       {"normal", false, true, false, OTA_RX_REFUSE_503, OTA_DONE_FORM_INT,
-       false, 10000, 0, false, false, 0, -1, 0, 0, 3, 0},
+       false, 10000, 0, false, false, 0, -1, 0, 0, 3, 0, 0},
       {"fast 128 KB", true, true, false, OTA_RX_REFUSE_503, OTA_DONE_FORM_INT,
-       false, OTA_STAGING_SIZE, 0, false, false, 0, -1, 0, 0, 5, 0},
+       false, OTA_STAGING_SIZE, 0, false, false, 0, -1, 0, 0, 5, 0, 0},
       {"fast asked, device says normal", true, false, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 5000, 0, false, false, 0, -1, 0, 0, 7, 0},
+       OTA_DONE_FORM_INT, false, 5000, 0, false, false, 0, -1, 0, 0, 7, 0, 0},
       {"fast, every 7th lost", true, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 65536 + 77, 7, false, false, 0, -1, 0, 0, 9,
+       OTA_DONE_FORM_INT, false, 65536 + 77, 7, false, false, 0, -1, 0, 0, 9, 0,
        0},
       {"fast, first lost", true, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 20000, 0, true, false, 0, -1, 0, 0, 11, 0},
+       OTA_DONE_FORM_INT, false, 20000, 0, true, false, 0, -1, 0, 0, 11, 0, 0},
       {"fast, last lost", true, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 20001, 0, false, true, 0, -1, 0, 0, 13, 0},
+       OTA_DONE_FORM_INT, false, 20001, 0, false, true, 0, -1, 0, 0, 13, 0, 0},
       {"fast, 10% lost", true, true, false, OTA_RX_REFUSE_503,
        OTA_DONE_FORM_INT, false, OTA_STAGING_SIZE, 0, false, false, 10, -1, 0,
-       0, 42, 0},
+       0, 42, 0, 0},
       {"fast, 35% lost", true, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_OKERR, false, 100000, 0, false, false, 35, -1, 0, 0, 77,
+       OTA_DONE_FORM_OKERR, false, 100000, 0, false, false, 35, -1, 0, 0, 77, 0,
        0},
       {"fast, corrupted chunk", true, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 9000, 0, false, false, 0, 5, 0, 0, 15, 0},
+       OTA_DONE_FORM_INT, false, 9000, 0, false, false, 0, 5, 0, 0, 15, 0, 0},
       {"normal, corrupted chunk", false, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 9000, 0, false, false, 0, 3, 0, 0, 17, 0},
+       OTA_DONE_FORM_INT, false, 9000, 0, false, false, 0, 3, 0, 0, 17, 0, 0},
       {"refused 4.00 (<= 1.1)", true, true, true, OTA_RX_REFUSE_400,
        OTA_DONE_FORM_OKERR, false, 4000, 0, false, false, 0, -1, 0, 0, 19,
-       OTA_EREFUSED},
+       OTA_EREFUSED, 0},
       {"refused 5.03 (>= 1.2)", true, true, true, OTA_RX_REFUSE_503,
        OTA_DONE_FORM_INT, false, 4000, 0, false, false, 0, -1, 0, 0, 21,
-       OTA_EREFUSED},
+       OTA_EREFUSED, 0},
       {"device UpdateDone (<= 0.7), every 5th lost", true, true, false,
        OTA_RX_REFUSE_400, OTA_DONE_FORM_OKERR, true, 30000, 5, false, false, 0,
-       -1, 0, 0, 23, 0},
+       -1, 0, 0, 23, 0, 0},
       {"device UpdateDone (<= 0.7), last lost", true, true, false,
        OTA_RX_REFUSE_400, OTA_DONE_FORM_OKERR, true, 30000, 0, false, true, 0,
-       -1, 0, 0, 25, 0},
+       -1, 0, 0, 25, 0, 0},
       {"reply form none (0.5.x)", true, true, false, OTA_RX_REFUSE_400,
-       OTA_DONE_FORM_NONE, true, 3000, 0, false, false, 0, -1, 0, 0, 27, 0},
+       OTA_DONE_FORM_NONE, true, 3000, 0, false, false, 0, -1, 0, 0, 27, 0, 0},
       {"reply form ok/error json", true, true, false, OTA_RX_REFUSE_400,
-       OTA_DONE_FORM_OKERR, false, 3000, 0, false, false, 0, -1, 0, 0, 29, 0},
+       OTA_DONE_FORM_OKERR, false, 3000, 0, false, false, 0, -1, 0, 0, 29, 0,
+       0},
       {"reply form int", false, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 3000, 0, false, false, 0, -1, 0, 0, 31, 0},
+       OTA_DONE_FORM_INT, false, 3000, 0, false, false, 0, -1, 0, 0, 31, 0, 0},
       {"verify fails, form int", true, true, false, OTA_RX_REFUSE_503,
        OTA_DONE_FORM_INT, false, 6000, 0, false, false, 0, -1, OTA_EDEPFAIL, 0,
-       33, OTA_EDEPFAIL},
+       33, OTA_EDEPFAIL, 0},
       {"verify fails, form ok/error", false, true, false, OTA_RX_REFUSE_503,
        OTA_DONE_FORM_OKERR, false, 6000, 0, false, false, 0, -1, OTA_EPLATFORM,
-       0, 35, OTA_EIO},
+       0, 35, OTA_EIO, 0},
       {"fast, reset after 40 chunks", true, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 50000, 0, false, false, 0, -1, 0, 40, 37, 0},
+       OTA_DONE_FORM_INT, false, 50000, 0, false, false, 0, -1, 0, 40, 37, 0,
+       0},
       {"normal, reset after 9 chunks", false, true, false, OTA_RX_REFUSE_503,
-       OTA_DONE_FORM_INT, false, 20000, 0, false, false, 0, -1, 0, 9, 39, 0},
+       OTA_DONE_FORM_INT, false, 20000, 0, false, false, 0, -1, 0, 9, 39, 0, 0},
+      {"fast, every 2nd ping lost", true, true, false, OTA_RX_REFUSE_503,
+       OTA_DONE_FORM_INT, false, OTA_STAGING_SIZE, 0, false, false, 0, -1, 0, 0,
+       41, 0, 2},
+      {"fast, every ping lost, 5% chunks lost", true, true, false,
+       OTA_RX_REFUSE_503, OTA_DONE_FORM_INT, false, 60000, 0, false, false, 5,
+       -1, 0, 0, 43, 0, 1},
   };
   return cr_make_param_array(ota_case_t, cases,
                              sizeof(cases) / sizeof(cases[0]));
@@ -324,6 +352,7 @@ ParameterizedTest(ota_case_t *c, ota, transfer) {
     ota_tx_init(&W.tx, &tc);
     W.writes = 0;
     W.last_sent = 0;
+    W.pings_seen = 0;
     memset(W.sends, 1, sizeof(W.sends)); /* no more loss */
     cr_assert_eq(ota_tx_start(&W.tx, W.mod, c->size, W.now, &W.ob), 0);
     pump_tx();
@@ -377,6 +406,23 @@ ParameterizedTest(ota_case_t *c, ota, transfer) {
                                             : OTA_EIO)); /* "error" = generic */
     return;
   }
+  if (W.tx.fast) {
+    /* Ack clocking: one ping per window that did not end the round, and the
+     * windows grew on the instant pongs of this zero-delay world. */
+    cr_assert_gt(W.tx.n_pings, 0);
+    cr_assert_eq(W.pings_seen, W.tx.n_pings);
+    /* Every ping but one still out when the device finished on its own
+     * (<= 0.7.x) got its pong or timed out. */
+    uint32_t answered = W.tx.n_pongs + W.tx.n_ping_lost;
+    cr_assert_leq(answered, W.tx.n_pings);
+    cr_assert_geq(answered + (r->device_done ? 1u : 0u), W.tx.n_pings);
+    if (c->lose_ping)
+      cr_assert_eq(W.tx.n_ping_lost, W.tx.n_pings / c->lose_ping);
+    if (!c->lose_ping && W.tx.nchunks > 16 + 32 + 64)
+      cr_assert_eq(W.tx.max_win, W.tx.cfg.window_max);
+  } else {
+    cr_assert_eq(W.tx.n_pings, 0, "no pings in normal mode");
+  }
   cr_assert_eq(W.applies, 1);
   cr_assert_eq(W.rejects, 0);
   bool by_device = c->device_done && lossy;
@@ -386,6 +432,209 @@ ParameterizedTest(ota_case_t *c, ota, transfer) {
     cr_assert_eq(r->done.form, c->form, "payload form parsed");
     cr_assert(r->done.ok);
   }
+}
+
+/* ---- ack-clocked windows, step by step ---- */
+
+/* What one batch of sender effects holds. */
+typedef struct {
+  uint32_t chunks; /* NON chunks */
+  int pings;       /* CON 0.00 without token */
+  bool ping_last;  /* the batch ends with the ping */
+  uint16_t ping_mid;
+  int dones; /* UpdateDone requests */
+} batch_t;
+
+static batch_t take(ota_outbox_t *ob) {
+  batch_t b = {0};
+  for (size_t i = 0; i < ob->n; i++) {
+    ota_coap_msg_t m;
+    if (ob->fx[i].kind != OTA_FX_SEND)
+      continue;
+    cr_assert_eq(ota_outbox_msg(ob, &ob->fx[i], &m), 0);
+    ota_msg_kind_t k = ota_msg_classify(&m, OTA_DIR_TO_DEVICE);
+    b.ping_last = false;
+    if (k == OTA_MSG_CHUNK) {
+      cr_assert_eq(m.type, OTA_COAP_NON);
+      b.chunks++;
+    } else if (k == OTA_MSG_PING) {
+      cr_assert_eq(m.tkl, 0, "a ping has no token");
+      cr_assert_eq(m.payload_len, 0);
+      cr_assert_eq(m.nopt, 0);
+      b.pings++;
+      b.ping_last = true;
+      b.ping_mid = m.mid;
+    } else if (k == OTA_MSG_UPDATE_DONE) {
+      b.dones++;
+    }
+  }
+  ota_outbox_clear(ob);
+  return b;
+}
+
+/* Started, UpdateReady (fast) answered: the first window is out. */
+static batch_t start_fast(ota_tx_t *tx, ota_outbox_t *ob, const uint8_t *mod,
+                          size_t len, uint32_t ping_timeout) {
+  ota_tx_cfg_t cfg;
+  ota_tx_config_default(&cfg);
+  cfg.ping_timeout_ms = ping_timeout;
+  ota_tx_init(tx, &cfg);
+  ota_outbox_init(ob);
+  cr_assert_eq(ota_tx_start(tx, mod, len, 0, ob), 0);
+  ota_outbox_clear(ob);
+  ota_coap_msg_t r;
+  uint8_t one = 1, tok = tx->cur_token;
+  ota_coap_msg_init(&r, OTA_COAP_CON, OTA_COAP_CHANGED, 900);
+  cr_assert_eq(ota_coap_set_token(&r, &tok, 1), 0);
+  ota_coap_set_payload(&r, &one, 1);
+  cr_assert_eq(ota_tx_on_message(tx, &r, 0, ob), 0);
+  cr_assert_eq(tx->state, OTA_TX_WINDOW);
+  return take(ob);
+}
+
+typedef enum {
+  REPLY_ACK,       /* empty ACK with the ping's id */
+  REPLY_RST,       /* RST with the ping's id */
+  REPLY_API,       /* ota_tx_on_pong() (adapter with its own ids) */
+  REPLY_OTHER_MID, /* an empty ACK of something else */
+  REPLY_NONE,      /* lost: the fallback timer */
+} reply_t;
+
+typedef struct {
+  char name[40];
+  reply_t reply;
+  uint32_t at_ms;     /* when the reply (or timer call) comes after the ping */
+  bool next_window;   /* a new window goes out */
+  uint16_t next_size; /* ... of this many chunks */
+  bool lost;          /* counted as a lost ping */
+} clock_case_t;
+
+ParameterizedTestParameters(ota, window_clock) {
+  /* Defaults: window 16, window_max 64, grow_rtt_ms 100, ping 2000 ms. */
+  static clock_case_t cases[] = {
+      {"ACK, fast: window doubles", REPLY_ACK, 5, true, 32, false},
+      {"ACK at grow_rtt_ms: doubles", REPLY_ACK, 100, true, 32, false},
+      {"ACK, slow: window kept", REPLY_ACK, 101, true, 16, false},
+      {"ACK just before the timer", REPLY_ACK, 1999, true, 16, false},
+      {"RST counts as the pong", REPLY_RST, 50, true, 32, false},
+      {"ota_tx_on_pong()", REPLY_API, 500, true, 16, false},
+      {"ACK of another mid: wait", REPLY_OTHER_MID, 10, false, 0, false},
+      {"timer early: wait", REPLY_NONE, 1999, false, 0, false},
+      {"lost ping: timer sends on", REPLY_NONE, 2000, true, 16, true},
+  };
+  return cr_make_param_array(clock_case_t, cases,
+                             sizeof(cases) / sizeof(cases[0]));
+}
+
+static uint8_t big_mod[100 * 512];
+
+ParameterizedTest(clock_case_t *c, ota, window_clock) {
+  static ota_tx_t tx;
+  static ota_outbox_t ob;
+  batch_t b = start_fast(&tx, &ob, big_mod, sizeof(big_mod), 2000);
+  cr_assert_eq(b.chunks, tx.cfg.window, "first window");
+  cr_assert_eq(b.pings, 1, "one ping after the window");
+  cr_assert(b.ping_last, "the ping follows the window's chunks");
+  cr_assert_eq(ota_tx_next_deadline(&tx), tx.cfg.ping_timeout_ms);
+  /* Nothing more goes out before the pong or the timer. */
+  cr_assert_eq(ota_tx_on_timer(&tx, 1, &ob), 0);
+  cr_assert_eq(ob.n, 0);
+
+  ota_coap_msg_t r;
+  uint64_t t = c->at_ms;
+  switch (c->reply) {
+  case REPLY_ACK:
+  case REPLY_RST:
+  case REPLY_OTHER_MID:
+    ota_msg_build_empty(&r, c->reply == REPLY_RST ? OTA_COAP_RST : OTA_COAP_ACK,
+                        c->reply == REPLY_OTHER_MID ? (uint16_t)(b.ping_mid - 1)
+                                                    : b.ping_mid);
+    cr_assert_eq(ota_tx_on_message(&tx, &r, t, &ob), 0);
+    break;
+  case REPLY_API:
+    cr_assert_eq(ota_tx_on_pong(&tx, t, &ob), 0);
+    break;
+  case REPLY_NONE:
+    cr_assert_eq(ota_tx_on_timer(&tx, t, &ob), 0);
+    break;
+  }
+  batch_t n = take(&ob);
+  cr_assert_eq(tx.state, OTA_TX_WINDOW);
+  cr_assert_eq(tx.n_ping_lost, c->lost ? 1u : 0u);
+  if (!c->next_window) {
+    cr_assert_eq(n.chunks + n.pings, 0, "%s: nothing sent", c->name);
+    cr_assert(tx.ping_out);
+    return;
+  }
+  cr_assert_eq(n.chunks, c->next_size, "%s: window of %u, got %u", c->name,
+               c->next_size, n.chunks);
+  cr_assert_eq(n.pings, 1);
+  cr_assert(n.ping_last);
+  cr_assert_neq(n.ping_mid, b.ping_mid, "a fresh id per ping");
+  cr_assert_eq(tx.n_pings, 2);
+  if (c->reply != REPLY_NONE) {
+    cr_assert_eq(tx.pong_ms, c->at_ms, "round trip measured");
+    /* The next fallback waits twice the measured round trip if longer. */
+    uint64_t wait = 2ull * c->at_ms > 2000 ? 2ull * c->at_ms : 2000;
+    cr_assert_eq(ota_tx_next_deadline(&tx), t + wait);
+  }
+  /* A late pong of the first ping is not the second one's. */
+  ota_msg_build_empty(&r, OTA_COAP_ACK, b.ping_mid);
+  cr_assert_eq(ota_tx_on_message(&tx, &r, t + 1, &ob), 0);
+  cr_assert_eq(ob.n, 0, "late pong of an old ping ignored");
+}
+
+/* The window grows to window_max on quick pongs, the last window's pong
+ * brings the UpdateDone, and pongs outside WINDOW change nothing. */
+Test(ota, window_growth_and_end) {
+  static ota_tx_t tx;
+  static ota_outbox_t ob;
+  batch_t b = start_fast(&tx, &ob, big_mod, sizeof(big_mod), 2000);
+  uint32_t sizes[8], n = 0, total = b.chunks;
+  sizes[n++] = b.chunks;
+  uint64_t t = 0;
+  while (b.pings) {
+    cr_assert_lt(n, 8);
+    t += 10;
+    cr_assert_eq(ota_tx_on_pong(&tx, t, &ob), 0);
+    b = take(&ob);
+    sizes[n++] = b.chunks;
+    total += b.chunks;
+  }
+  /* 100 chunks: 16 + 32 + 52 (the rest, < 64), each with its ping; the
+   * last pong brings the UpdateDone. */
+  cr_assert_eq(n, 4);
+  cr_assert_eq(sizes[0], 16);
+  cr_assert_eq(sizes[1], 32);
+  cr_assert_eq(sizes[2], 100 - 16 - 32);
+  cr_assert_eq(sizes[3], 0);
+  cr_assert_eq(total, 100);
+  cr_assert_eq(tx.n_pings, 3);
+  cr_assert_eq(b.dones, 1, "UpdateDone at the last window's pong");
+  cr_assert_eq(tx.state, OTA_TX_DONE_SENT);
+  cr_assert_eq(ota_tx_on_pong(&tx, t + 1, &ob), 0);
+  cr_assert_eq(ob.n, 0);
+  cr_assert_eq(tx.state, OTA_TX_DONE_SENT);
+}
+
+/* ping_timeout_ms 0: no pings, the next window at the next timer call. */
+Test(ota, window_unpaced) {
+  static ota_tx_t tx;
+  static ota_outbox_t ob;
+  batch_t b = start_fast(&tx, &ob, big_mod, sizeof(big_mod), 0);
+  cr_assert_eq(b.chunks, 16);
+  cr_assert_eq(b.pings, 0);
+  cr_assert_eq(ota_tx_next_deadline(&tx), 0);
+  uint32_t total = b.chunks;
+  for (int i = 0; i < 10 && tx.state == OTA_TX_WINDOW; i++) {
+    cr_assert_eq(ota_tx_on_timer(&tx, 0, &ob), 0);
+    b = take(&ob);
+    cr_assert_eq(b.pings, 0);
+    total += b.chunks;
+  }
+  cr_assert_eq(total, 100);
+  cr_assert_eq(tx.state, OTA_TX_DONE_SENT);
+  cr_assert_eq(tx.n_pings, 0);
 }
 
 /* ---- module size limits ---- */

@@ -5,18 +5,32 @@
  *  IDLE -start()-> BEGIN --- UpdateReady (2.04, our token) ---+
  *                  | ^ no UpdateReady in begin_timeout: flag 0 | flag 1
  *                  | +-- UpdateBegin again (begin_tries)       v       v
- *  ACK 4.00 no tok |                     2.04: next +----- CHUNK   WINDOW <-+
- *  ACK 5.03 token  |                     4.00: same +----->  |      |       |
- *                  v                             last 2.04   |      | NON   |
- *               FAILED <-- timeouts, retries, rounds spent   v      v x N   |
- *                  ^                                  DONE_SENT <---+ +gap  |
- *                  +--- 2.04 {"r":"error"}, {"r":<0} ---+  ^  |             |
- *                                                       |  |  | 4.00        |
- *  SUCCEEDED <--- 2.04 none, {"r":"ok"..}, {"r":0} -----+  |  v             |
- *      ^                          no ChunkMissed in wait:  +- MISSED -------+
+ *  ACK 4.00 no tok |                     2.04: next +----- CHUNK   WINDOW <---+
+ *  ACK 5.03 token  |                     4.00: same +----->  |      | |  ^    |
+ *                  v                             last 2.04   |      | +--+    |
+ *               FAILED <-- timeouts, retries, rounds spent   |      | NON x N |
+ *                  ^                                         |      | + ping, |
+ *                  |                                         |      | pong or |
+ *                  |                                         v      | lost    |
+ *                  |                                  DONE_SENT <---+ and     |
+ *                  +--- 2.04 {"r":"error"}, {"r":<0} ---+  ^  |   none left:  |
+ *                                                       |  |  |   UpdateDone  |
+ *  SUCCEEDED <--- 2.04 none, {"r":"ok"..}, {"r":0} -----+  |  v 4.00          |
+ *      ^                          no ChunkMissed in wait:  +- MISSED ---------+
  *      |                          UpdateDone again           ChunkMissed:
  *      +-- device's own UpdateDone (<= 0.7.x)                resend round
  *          in WINDOW, DONE_SENT or MISSED
+ *
+ * Fast-mode pacing is ack-clocked: each window of NON chunks ends with a
+ * CoAP ping (CON 0.00, no token; the device answers it with an empty ACK,
+ * PROTOCOL.md 1.5) and the next window goes when the ping's ACK or RST (the
+ * "pong") arrives. On a slow link the pong waits behind the window's chunks,
+ * so windows follow the link's bandwidth; on a fast one, one round trip. A
+ * pong within grow_rtt_ms doubles the window (up to window_max); no pong
+ * within max(ping_timeout_ms, 2 x the last pong time) counts the ping as
+ * lost: the window drops back to `window` and the next one goes anyway (the
+ * ChunkMissed rounds repair any chunk loss). The UpdateDone goes at the
+ * pong of the last window (never racing its chunks).
  *
  * A ChunkMissed in WINDOW adds its indexes to the resend set without ending
  * the round; resend rounds are bounded by max_resend_rounds.
@@ -26,7 +40,12 @@
  *                 gives type, code, token, options, payload). Requests carry
  *                 a fresh 1-byte token each; replies are matched by TOKEN, not
  *                 message id, so an adapter (libcoap) may assign its own ids,
- *                 retransmit CONs and ACK the device's CONs itself.
+ *                 retransmit CONs and ACK the device's CONs itself. The one
+ *                 exception is the ping (CON, code 0.00, no token): its
+ *                 empty ACK or RST is matched by message id. An adapter that
+ *                 keeps ota_tx's ids passes that reply to ota_tx_on_message();
+ *                 one that assigns its own (libcoap) matches it itself and
+ *                 calls ota_tx_on_pong().
  *   OTA_FX_EVENT  arg = ota_tx_ev_t, bytes = an ota_tx_report_t (read it with
  *                 ota_tx_report_get()): PROGRESS (bytes sent of total) and
  *                 one RESULT when the machine reaches SUCCEEDED or FAILED.
@@ -77,8 +96,16 @@ typedef struct {
   uint8_t begin_tries;       /* UpdateBegin attempts: 3 */
   uint32_t chunk_timeout_ms; /* normal: wait for ChunkReceived: 30000 */
   uint8_t chunk_retries;     /* normal: resends of one chunk on 4.00: 3 */
-  uint16_t window;           /* fast: NON chunks per window: 16 */
-  uint32_t window_gap_ms;    /* fast: pause between windows: 100 */
+  /* fast: NON chunks per window at the start and after a lost ping: 16.
+   * The planner's time model (ota_plan_model_default) assumes this window
+   * and one round trip per window: keep the two equal. */
+  uint16_t window;
+  uint16_t window_max;  /* fast: the window doubles up to this: 64 */
+  uint32_t grow_rtt_ms; /* fast: a pong this quick doubles the window: 100 */
+  /* fast: wait for a window's pong at most max(this, 2 x the last pong
+   * time), then call the ping lost and send the next window: 2000. 0 = no
+   * pings, windows back to back (unpaced: loopback experiments only). */
+  uint32_t ping_timeout_ms;
   uint32_t done_timeout_ms;  /* wait for the UpdateDone ACK: 30000 */
   uint32_t missed_wait_ms;   /* after 4.00, wait for ChunkMissed: 4000 */
   uint8_t max_resend_rounds; /* ChunkMissed/UpdateDone rounds: 5 */
@@ -129,6 +156,11 @@ typedef struct {
   uint8_t next_token;
   uint16_t next_mid;
   uint8_t cur_token;  /* token of the request whose reply we await */
+  uint16_t win;       /* fast: current window (chunks) */
+  bool ping_out;      /* fast: a window's ping awaits its pong */
+  uint16_t ping_mid;  /* ... its message id (ota_tx's numbering) */
+  uint64_t ping_at;   /* ... when it was sent */
+  uint32_t pong_ms;   /* fast: last ping round trip, 0 = none yet */
   uint32_t cur_chunk; /* normal: chunk in flight; fast: scan position */
   uint8_t tries;      /* begin tries or retries of the current chunk */
   uint8_t rounds;     /* resend rounds used */
@@ -141,6 +173,7 @@ typedef struct {
   ota_tx_result_t result;
   /* counters for logs and tests */
   uint32_t n_chunks_sent, n_resent, n_done_sent;
+  uint32_t n_pings, n_pongs, n_ping_lost, max_win;
 } ota_tx_t;
 
 /* Reset to IDLE with cfg (copied; NULL = defaults). Cannot fail. */
@@ -160,6 +193,12 @@ int ota_tx_start(ota_tx_t *tx, const uint8_t *mod, size_t len, uint64_t now_ms,
  * 0 or OTA_ENOBUFS (outbox full: the adapter's outbox is too small). */
 int ota_tx_on_message(ota_tx_t *tx, const ota_coap_msg_t *in, uint64_t now_ms,
                       ota_outbox_t *out);
+
+/* The pong: the ACK (or RST) of the last ping this machine emitted, for
+ * adapters that give messages their own ids and match the reply themselves
+ * (replies to older pings must not be passed). Sends the next window, or the
+ * UpdateDone. Ignored (0) when no ping is outstanding. 0 or OTA_ENOBUFS. */
+int ota_tx_on_pong(ota_tx_t *tx, uint64_t now_ms, ota_outbox_t *out);
 
 /* Time passed: run due timers (next window, retries, timeouts). 0 or
  * OTA_ENOBUFS. Calling it early is harmless. */

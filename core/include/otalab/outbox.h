@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OTA_OUTBOX_MAX_FX 64
+/* Room for ota_tx's largest fast-OTA window (64 chunks of 512 bytes, its
+ * ping and a progress event) in one call. */
+#define OTA_OUTBOX_MAX_FX 128
 #define OTA_OUTBOX_ARENA (48u * 1024u)
 
 /* X(kind, name). */

@@ -82,8 +82,8 @@ typedef struct {
   uint16_t udp_ip;      /* 28: IPv4 20 + UDP 8 per datagram (1.1) */
   /* OTA exchange, PROTOCOL.md 2.4, 2.5 */
   int fast_ota;           /* 1: NON chunks with index, no per-chunk reply */
-  uint16_t window;        /* 16 chunks per window (ota_tx default) */
-  uint32_t window_gap_ms; /* 100: pause per window (ota_tx default) */
+  uint16_t window;        /* 16 chunks per window and ping (ota_tx default) */
+  uint32_t window_gap_ms; /* 0: least time per window (ota_tx: ack-clocked) */
   uint16_t begin_payload; /* 12: UpdateBegin payload */
   uint16_t updone_json;   /* 150: {"r":"ok","u":{module info}} (0.6.1-1.5) */
   uint16_t updone_int;    /* 7: {"r":0} (>= 2.0) */
