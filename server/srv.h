@@ -92,8 +92,11 @@ typedef struct {
   const char *catalog; /* release catalogue JSON */
 } srv_opts_t;
 
-/* Fast-OTA pacing for every job (0 = ota_tx defaults: 16 chunks, 100 ms). */
-extern unsigned srv_ota_window, srv_ota_gap_ms;
+/* Fast-OTA pacing for every job: first window in chunks (0 = ota_tx's 16)
+ * and the wait for a window's ping ACK in ms (< 0 = ota_tx's 2000; 0 = no
+ * pings, unpaced). */
+extern unsigned srv_ota_window;
+extern int srv_ota_gap_ms;
 
 struct lws_context;
 struct lws_vhost;
@@ -111,6 +114,8 @@ void srv_coap_free(void);
  * `session` (a coap_session_t*) as a libcoap PDU with libcoap's own message
  * id; libcoap retransmits CONs. 0, OTA_ENOMEM or OTA_EIO. */
 int srv_coap_send(void *session, const ota_coap_msg_t *m);
+/* The same, and *mid = the message id libcoap gave it. */
+int srv_coap_send_mid(void *session, const ota_coap_msg_t *m, int *mid);
 
 /* ---- OTA jobs (srv_ota.c): a per-device queue of modules, each pushed by
  * core's ota_tx (PROTOCOL.md 2.4-2.5), then confirmed by the Describe after
@@ -168,6 +173,9 @@ void srv_ota_on_disconnect(srv_device_t *d);
 /* A message from the device for the running transfer (responses matched by
  * token in ota_tx; ChunkMissed and the device's UpdateDone as requests). */
 void srv_ota_on_coap(srv_device_t *d, const ota_coap_msg_t *m);
+/* The ACK or RST of the CON with libcoap message id `mid` (the pong of an OTA
+ * window's ping, or something else: ignored). */
+void srv_ota_on_pong(srv_device_t *d, int mid);
 /* True when d has a transfer in SENDING. */
 int srv_ota_sending(const srv_device_t *d);
 /* Run due OTA timers of every device; ms until the next one (<= 1000). */

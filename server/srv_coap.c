@@ -304,10 +304,17 @@ static void msg_of_pdu(const coap_pdu_t *p, ota_coap_msg_t *m) {
 }
 
 int srv_coap_send(void *session, const ota_coap_msg_t *m) {
+  return srv_coap_send_mid(session, m, NULL);
+}
+
+int srv_coap_send_mid(void *session, const ota_coap_msg_t *m, int *mid) {
   coap_session_t *s = session;
+  int id = coap_new_message_id(s);
+  if (mid)
+    *mid = id;
   coap_pdu_t *pdu =
-      coap_pdu_init((coap_pdu_type_t)m->type, (coap_pdu_code_t)m->code,
-                    coap_new_message_id(s), coap_session_max_pdu_size(s));
+      coap_pdu_init((coap_pdu_type_t)m->type, (coap_pdu_code_t)m->code, id,
+                    coap_session_max_pdu_size(s));
   if (!pdu)
     return OTA_ENOMEM;
   if (m->tkl && !coap_add_token(pdu, m->tkl, m->token))
@@ -372,10 +379,23 @@ static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent,
   return COAP_RESPONSE_OK;
 }
 
+/* The empty ACK of a CON ping we sent (an OTA window's clock). */
+static void on_pong(coap_session_t *s, const coap_pdu_t *rcv,
+                    const coap_mid_t mid) {
+  (void)rcv;
+  srv_device_t *d = srv_devices_by_session(devs, s);
+  if (d) {
+    d->last_heard = time(NULL);
+    srv_ota_on_pong(d, mid);
+  }
+}
+
 static void on_nack(coap_session_t *s, const coap_pdu_t *sent,
                     const coap_nack_reason_t reason, const coap_mid_t mid) {
   (void)sent;
   srv_device_t *d = srv_devices_by_session(devs, s);
+  if (d && reason == COAP_NACK_RST)
+    srv_ota_on_pong(d, mid); /* an RST answers a ping too */
   OTA_LOGW("coap: %s no answer to mid 0x%04x (reason %d)", d ? d->id : "?",
            (unsigned)mid, (int)reason);
 }
@@ -525,6 +545,7 @@ int srv_coap_setup(const srv_opts_t *o, srv_devices_t *d) {
     acct_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, acct_free);
   coap_register_response_handler(ctx, on_response);
   coap_register_nack_handler(ctx, on_nack);
+  coap_register_pong_handler(ctx, on_pong);
   coap_register_event_handler(ctx, on_event);
   coap_context_set_max_idle_sessions(ctx, 4096);
   int fd = coap_context_get_coap_fd(ctx);

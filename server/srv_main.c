@@ -82,8 +82,13 @@ static void usage(FILE *f) {
           "  --catalog FILE  release catalogue (default $OTALAB_CATALOG or "
           "the\n"
           "                  source tree's fixtures/catalog/electron.json)\n"
-          "  --ota-window N  fast OTA: NON chunks per window (default 16)\n"
-          "  --ota-gap MS    fast OTA: pause between windows (default 100)\n"
+          "  --ota-window N  fast OTA: first window of NON chunks, each "
+          "window\n"
+          "                  ends with a ping (default 16; grows to 64 on "
+          "fast links)\n"
+          "  --ota-gap MS    fast OTA: wait for a window's ping ACK at most "
+          "MS\n"
+          "                  (default 2000; 0 = no pings, unpaced)\n"
           "  -v              verbose (twice: libcoap/DTLS debug)\n");
   srv_api_usage(f);
   srv_cloud_usage(f);
@@ -121,8 +126,8 @@ int main(int argc, char **argv) {
       o.data_dir = v, i++;
     } else if (v && !strcmp(a, "--ota-window") && atoi(v) > 0) {
       srv_ota_window = (unsigned)atoi(v), i++;
-    } else if (v && !strcmp(a, "--ota-gap") && atoi(v) > 0) {
-      srv_ota_gap_ms = (unsigned)atoi(v), i++;
+    } else if (v && !strcmp(a, "--ota-gap") && atoi(v) >= 0) {
+      srv_ota_gap_ms = atoi(v), i++;
     } else if (v && !strcmp(a, "--catalog")) {
       o.catalog = v, i++;
     } else if (v && !strcmp(a, "--max-upload")) {

@@ -42,12 +42,14 @@ struct srv_ota {
   ota_tx_t tx;
   job_t q[SRV_OTA_QUEUE]; /* q[0] is the current job */
   size_t n;
-  job_t last; /* last finished job (mod freed) */
+  job_t last;   /* last finished job (mod freed) */
+  int ping_mid; /* libcoap id of the transfer's outstanding ping, -1 none */
   int has_last;
 };
 
 static unsigned next_job = 1;
-unsigned srv_ota_window, srv_ota_gap_ms;
+unsigned srv_ota_window;
+int srv_ota_gap_ms = -1;
 const char *srv_data_dir;
 static ota_outbox_t outbox; /* one shared outbox: drained after every call */
 
@@ -295,9 +297,12 @@ static void drain(srv_device_t *d) {
     const ota_fx_t *fx = &outbox.fx[i];
     if (fx->kind == OTA_FX_SEND) {
       ota_coap_msg_t m;
+      int mid = -1;
       if (ota_outbox_msg(&outbox, fx, &m) || !d->session ||
-          srv_coap_send(d->session, &m)) {
+          srv_coap_send_mid(d->session, &m, &mid)) {
         OTA_LOGW("ota: %s cannot send an OTA message", d->id);
+      } else if (m.type == OTA_COAP_CON && m.code == OTA_COAP_EMPTY) {
+        o->ping_mid = mid; /* the window's ping: its pong clocks the next */
       } else if (j && m.payload_len &&
                  ota_msg_classify(&m, OTA_DIR_TO_DEVICE) == OTA_MSG_CHUNK) {
         /* First sends count as module payload, the rest as retransmissions
@@ -361,8 +366,9 @@ static void start_next(srv_device_t *d) {
   cfg.token_seed = (uint8_t)(1 + (j->id * 16) % 64);
   if (srv_ota_window)
     cfg.window = (uint16_t)srv_ota_window;
-  if (srv_ota_gap_ms)
-    cfg.window_gap_ms = srv_ota_gap_ms;
+  if (srv_ota_gap_ms >= 0)
+    cfg.ping_timeout_ms = (uint32_t)srv_ota_gap_ms;
+  o->ping_mid = -1;
   ota_tx_init(&o->tx, &cfg);
   j->t_start = now_ms();
   j->sent = 0;
@@ -598,6 +604,15 @@ void srv_ota_on_coap(srv_device_t *d, const ota_coap_msg_t *m) {
   if (!srv_ota_sending(d))
     return;
   if (ota_tx_on_message(&d->ota->tx, m, now_ms(), &outbox))
+    OTA_LOGE("ota: %s outbox full", d->id);
+  drain(d);
+}
+
+void srv_ota_on_pong(srv_device_t *d, int mid) {
+  if (!srv_ota_sending(d) || mid < 0 || mid != d->ota->ping_mid)
+    return;
+  d->ota->ping_mid = -1;
+  if (ota_tx_on_pong(&d->ota->tx, now_ms(), &outbox))
     OTA_LOGE("ota: %s outbox full", d->id);
   drain(d);
 }
