@@ -1,0 +1,139 @@
+/* The virtual-time simulation (core/vsim) and the two session machines it
+ * joins (core/dev_sess, core/cloud_sess): heal stories in virtual time. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "otalab/catalog.h"
+#include "otalab/err.h"
+#include "otalab/module.h"
+#include "otalab/planner.h"
+#include "otalab/vnet.h"
+
+#define CATALOG OTALAB_SOURCE_DIR "/fixtures/catalog/electron.json"
+
+static ota_catalog_t cat;
+
+static void setup(void) {
+  char err[256];
+  ota_catalog_init(&cat);
+  cr_assert_eq(ota_catalog_load_file(&cat, CATALOG, err, sizeof err), 0, "%s",
+               err);
+}
+static void teardown(void) {
+  ota_catalog_free(&cat);
+}
+
+/* A user app whose s/2 dependency is release `rel`'s system version. */
+static size_t make_app(const char *rel, uint8_t *buf, size_t cap) {
+  const ota_cat_release_t *r = ota_catalog_find(&cat, rel);
+  cr_assert_not_null(r);
+  ota_module_spec_t spec;
+  ota_module_spec_init(&spec, OTA_FN_USER, 1, 6);
+  spec.size = 8192;
+  spec.deps[0] = (ota_modref_t){OTA_FN_SYSTEM, 2, r->system_version};
+  spec.product_id = 10;
+  size_t len = 0;
+  cr_assert_eq(ota_module_build(&spec, buf, cap, &len), 0);
+  return len;
+}
+
+typedef struct {
+  uint64_t hash, t_done, retrans, bytes;
+  bool done;
+  char release[24];
+  int dev_state;
+  uint32_t jobs_ok;
+} run_t;
+
+static run_t run(const char *release, const char *link, uint64_t seed,
+                 uint32_t product) {
+  static uint8_t app[8192];
+  size_t al = make_app("0.6.2", app, sizeof app);
+  ota_vsim_cfg_t cfg;
+  ota_vsim_cfg_default(&cfg);
+  cfg.seed = seed;
+  ota_vsim_t *vs = ota_vsim_new(&cat, &cfg);
+  cr_assert_not_null(vs);
+  ota_vsim_dev_spec_t sp = {.app = app, .app_len = al, .product_id = product};
+  snprintf(sp.name, sizeof sp.name, "dev");
+  snprintf(sp.release, sizeof sp.release, "%s", release);
+  char err[128];
+  cr_assert_eq(ota_link_parse(link, &cat, &sp.link, err, sizeof err), 0, "%s",
+               err);
+  cr_assert_geq(ota_vsim_add(vs, &sp), 0);
+  ota_vsim_run(vs, 0);
+  const ota_vsim_stats_t *st = ota_vsim_stats(vs, 0);
+  run_t r = {.hash = ota_vsim_hash(vs),
+             .t_done = st->t_done,
+             .retrans = st->up[OTA_VB_RETRANS] + st->down[OTA_VB_RETRANS],
+             .bytes = ota_vsim_bytes(st),
+             .done = st->done,
+             .dev_state = ota_vsim_device(vs, 0)->state,
+             .jobs_ok = st->jobs_ok};
+  snprintf(r.release, sizeof r.release, "%s",
+           ota_device_release_name(ota_vsim_device(vs, 0)));
+  ota_vsim_destroy(vs);
+  return r;
+}
+
+/* The planner's heal estimate for a device on `release` with the app. */
+static double plan_seconds(const char *release, const char *link) {
+  const ota_cat_release_t *rel = ota_catalog_find(&cat, release);
+  ota_dev_module_t mods[OTA_PLAN_MAX_MODULES];
+  size_t n = ota_plan_device_from_release(rel, mods, OTA_PLAN_MAX_MODULES);
+  ota_plan_device_t dev = {
+      .modules = mods, .nmodules = n, .platform = 10, .product = 1};
+  ota_goal_t goal = {.kind = OTA_GOAL_RELEASE, .release = "0.6.2"};
+  static ota_plan_t plan;
+  cr_assert_eq(ota_plan_make(&cat, &dev, &goal, NULL, &plan), 0);
+  return ota_plan_seconds(&plan.total, ota_catalog_link(&cat, link), NULL);
+}
+
+TestSuite(vsim, .init = setup, .fini = teardown);
+
+Test(vsim, heals_061_on_2g_near_the_planner) {
+  run_t r = run("0.6.1", "2g", 1, 7);
+  cr_assert(r.done, "device never done");
+  cr_assert_str_eq(r.release, "0.6.2");
+  cr_assert_eq(r.dev_state, OTA_DEV_RUNNING_APP);
+  double est = plan_seconds("0.6.1", "2g"), got = (double)r.t_done / 1000.0;
+  cr_log_info("0.6.1 -> 0.6.2 on 2g: %.1f s simulated, planner %.1f s, %llu "
+              "B, %u jobs",
+              got, est, (unsigned long long)r.bytes, r.jobs_ok);
+  cr_expect(got > est * 0.8 && got < est * 1.2,
+            "simulated %.1f s, planner %.1f s", got, est);
+}
+
+Test(vsim, same_seed_same_log_other_seed_differs_with_loss) {
+  run_t a = run("0.6.1", "2g,loss=0.05", 7, 7);
+  run_t b = run("0.6.1", "2g,loss=0.05", 7, 7);
+  run_t c = run("0.6.1", "2g,loss=0.05", 8, 7);
+  cr_assert_eq(a.hash, b.hash);
+  cr_assert_eq(a.t_done, b.t_done);
+  cr_assert_neq(a.hash, c.hash);
+}
+
+Test(vsim, heals_048_through_053) {
+  run_t r = run("0.4.8", "3g", 3, 7);
+  cr_assert(r.done);
+  cr_assert_str_eq(r.release, "0.6.2");
+  cr_assert_eq(r.dev_state, OTA_DEV_RUNNING_APP);
+  cr_assert_geq(r.jobs_ok, 4, "0.5.3's s/1 and s/2 first, then 0.6.2's");
+}
+
+Test(vsim, lossy_link_completes_with_retransmissions) {
+  run_t r = run("0.6.1", "3g,loss=0.1", 5, 7);
+  cr_assert(r.done);
+  cr_assert_str_eq(r.release, "0.6.2");
+  cr_assert_gt(r.retrans, 0);
+}
+
+Test(vsim, developer_device_stays_in_safe_mode) {
+  run_t r = run("0.6.1", "lte-m", 1, 0);
+  cr_assert(r.done);
+  cr_assert_str_eq(r.release, "0.6.1");
+  cr_assert_eq(r.dev_state, OTA_DEV_SAFE_MODE);
+  cr_assert_eq(r.jobs_ok, 0);
+}
