@@ -26,13 +26,14 @@
 # restarts), LOG.out/LOG.log (a device's stdout/stderr), ID.state (device state).
 #
 # On exit (trap): tracked processes get SIGTERM (the last started first; SIGKILL
-# after 10 s), then every server/device log is searched for sanitizer reports
-# (a report turns a pass into a failure), and on failure the logs' tails are
-# printed. Then $T is removed unless KEEP is set.
+# after 10 s), otl_at_exit hooks run, every server/device log is searched for
+# sanitizer reports (a report turns a pass into a failure), on failure the logs'
+# tails are printed, then $T is removed unless KEEP is set.
 
 OTL_PIDS=()    # processes to stop at the end, in start order
 OTL_LOGS=()    # server/device logs: tails on failure, sanitizer check at the end
 OTL_SHOW=()    # extra files to print on failure (relay, tshark, ...)
+OTL_AT_EXIT=() # commands (one word each) run at exit after the processes stop
 OTL_AUTH_H=()  # curl arguments carrying the token (empty with --no-auth)
 AUTH=
 SPID=
@@ -65,6 +66,10 @@ otl_wait_for() {
   for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
   return 1
 }
+
+# otl_at_exit FUNC: run FUNC at exit, after the tracked processes are stopped
+# and before the logs are printed and $T is removed.
+otl_at_exit() { OTL_AT_EXIT+=("$1"); }
 
 # otl_track PID...: stop PID at the end like the processes started here.
 otl_track() { OTL_PIDS+=("$@"); }
@@ -127,6 +132,7 @@ otl__cleanup() {
   local rc=$? f
   trap - EXIT
   otl_stop_all
+  for f in "${OTL_AT_EXIT[@]}"; do "$f"; done
   if otl_sanitizer_reports && { [ "$rc" = 0 ] || [ "$rc" = 77 ]; }; then
     echo "FAIL: sanitizer report"
     rc=1
