@@ -11,78 +11,47 @@ DEVICE=${3:?otalab-device binary}
 FIX=${4:?fixtures dir}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ID=00aa11bb22cc33dd44ee55ff
-T=$(mktemp -d /tmp/otalab-ota.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  if [ "${FAILED:-0}" = 1 ]; then
-    echo "--- server log (tail)"; tail -n 60 "$T/server.log" 2>/dev/null
-    echo "--- device log (tail)"; tail -n 40 "$T/dev.log" 2>/dev/null
-    echo "--- relay"; cat "$T/relay.out" 2>/dev/null
-  fi
-  [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; FAILED=1; exit 1; }
-ok() { echo "ok: $*"; }
-
+. "$HERE/lib.sh"
 if ! "$DEVICE" --help 2>&1 | grep -q -- '--release'; then
-  echo "SKIP: otalab-device has no OTA receiver yet (no --release option)"
-  exit 77
+  otl_skip "otalab-device has no OTA receiver yet (no --release option)"
 fi
-command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
+otl_need python3
+otl_tmpdir ota
+OTL_SHOW+=("$T/relay.out")
 for p in 1 2 3; do
-  [ -f "$FIX/system-part$p-0.6.2-electron.bin" ] || fail "missing fixture system-part$p-0.6.2"
+  [ -f "$FIX/system-part$p-0.6.2-electron.bin" ] || otl_fail "missing fixture system-part$p-0.6.2"
 done
 
-wait_for() { # seconds, command...
-  local n=$(( $1 * 10 )); shift
-  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
-dev_json() { curl -s --max-time 2 "http://127.0.0.1:$HTTP/v1/devices/$ID"; }
-jq_py() { # python expression over the device JSON `d`
-  dev_json | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null
-}
+jq_py() { otl_dev_py $ID "$1"; } # python expression over the device JSON `d`
 mod_v() { jq_py "[m['v'] for m in d['modules'] if m['f']=='$1' and str(m['n'])=='$2'][0]"; }
 sysver_is() { [ "$(jq_py "d['system_firmware_version']")" = "$1" ]; }
 connected() { [ "$(jq_py "d['connected']")" = True ]; }
 stats() { cat "$T/relay.stats" 2>/dev/null || echo "0 0 0 0 0"; }
 
-"$OTALAB" keys server --out "$T/keys" >/dev/null || fail "otalab keys server"
-"$OTALAB" keys device --id $ID --out "$T/dev" >/dev/null || fail "otalab keys device"
-mkdir -p "$T/data/devices" && cp "$T/dev/$ID.pub.pem" "$T/data/devices/"
+otl_keys_server
+otl_device_keys $ID
+otl_register_file $ID
 
-"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" --no-auth -v ${OTA_SERVER_ARGS:-} \
-  >"$T/server.out" 2>"$T/server.log" &
-PIDS+=($!)
-wait_for 10 grep -q '^listening ' "$T/server.out" || fail "server did not start"
-COAP=$(sed -n 's/^listening coap=\([0-9]*\) http=.*/\1/p' "$T/server.out")
-HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
+otl_start_server ${OTA_SERVER_ARGS:-}
 python3 "$HERE/udp_relay.py" "$COAP" "$T" >"$T/relay.out" 2>&1 &
-PIDS+=($!)
-wait_for 10 grep -q '^relay ' "$T/relay.out" || fail "relay did not start"
+otl_track $!
+otl_wait_for 10 grep -q '^relay ' "$T/relay.out" || otl_fail "relay did not start"
 RELAY=$(sed -n 's/^relay \([0-9]*\)/\1/p' "$T/relay.out")
-ok "server coap=$COAP http=$HTTP, relay udp=$RELAY"
+otl_ok "server coap=$COAP http=$HTTP, relay udp=$RELAY"
 
-"$DEVICE" --id $ID --key "$T/dev/$ID.key.pem" --cert "$T/dev/$ID.crt.pem" \
-  --server 127.0.0.1:$RELAY --server-cert "$T/keys/server.crt.pem" \
-  --state "$T/dev.state" --release 0.6.1 --fixtures "$FIX" -v \
-  >"$T/dev.out" 2>"$T/dev.log" &
-PIDS+=($!)
-wait_for 30 sysver_is 0.6.1 || fail "device not connected and described as 0.6.1"
-ok "0.6.1 device connected via the relay, system_firmware_version 0.6.1"
+otl_start_device $ID --log dev --server 127.0.0.1:$RELAY --release 0.6.1
+otl_wait_for 30 sysver_is 0.6.1 || otl_fail "device not connected and described as 0.6.1"
+otl_ok "0.6.1 device connected via the relay, system_firmware_version 0.6.1"
 
 # Refusals: unknown device 404, oversized upload 413, wrong platform 400.
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Expect:' -X PUT \
   -F file=@"$FIX/system-part1-0.6.2-electron.bin" \
   "http://127.0.0.1:$HTTP/v1/devices/ffffffffffffffffffffffff")
-[ "$code" = 404 ] || fail "unknown device: HTTP $code, want 404"
+[ "$code" = 404 ] || otl_fail "unknown device: HTTP $code, want 404"
 head -c 1100000 /dev/zero >"$T/big.bin"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Expect:' -X PUT \
   -F file=@"$T/big.bin" "http://127.0.0.1:$HTTP/v1/devices/$ID")
-[ "$code" = 413 ] || fail "1.1 MB upload: HTTP $code, want 413"
+[ "$code" = 413 ] || otl_fail "1.1 MB upload: HTTP $code, want 413"
 python3 - "$FIX/system-part2-0.6.2-electron.bin" "$T/photon.bin" <<'EOF'
 import hashlib, struct, sys, zlib
 b = bytearray(open(sys.argv[1], "rb").read())
@@ -97,34 +66,34 @@ EOF
 H0=$(jq_py "d['hellos']")
 resp=$(curl -s -w ' %{http_code}' -H 'Expect:' -X PUT -F file=@"$T/photon.bin" \
   -F file_type=binary "http://127.0.0.1:$HTTP/v1/devices/$ID")
-case "$resp" in *' 400') ;; *) fail "wrong platform: $resp, want 400" ;; esac
-echo "$resp" | grep -qi 'platform' || fail "wrong-platform error does not name the platform: $resp"
-"$OTALAB" flash --server "http://127.0.0.1:$HTTP" $ID "$T/photon.bin" >"$T/flash0.out" 2>&1
+case "$resp" in *' 400') ;; *) otl_fail "wrong platform: $resp, want 400" ;; esac
+echo "$resp" | grep -qi 'platform' || otl_fail "wrong-platform error does not name the platform: $resp"
+"$OTALAB" flash --server "$U" $ID "$T/photon.bin" >"$T/flash0.out" 2>&1
 rc=$?
-[ $rc = 1 ] || fail "otalab flash of a wrong-platform module exit $rc, want 1"
+[ $rc = 1 ] || otl_fail "otalab flash of a wrong-platform module exit $rc, want 1"
 sleep 0.5
 sysver_is 0.6.1 && [ "$(jq_py "d['hellos']")" = "$H0" ] && [ "$(jq_py "d['last_ota']")" = None ] ||
-  fail "device changed after a refused upload"
-grep -q "refused (400).*platform" "$T/server.log" || fail "refusal not logged"
-ok "refusals: 404 unknown, 413 too large, 400 wrong platform (device unchanged, logged)"
+  otl_fail "device changed after a refused upload"
+grep -q "refused (400).*platform" "$T/server.log" || otl_fail "refusal not logged"
+otl_ok "refusals: 404 unknown, 413 too large, 400 wrong platform (device unchanged, logged)"
 
 # Flash system parts 1, 2, 3 of 0.6.2 one at a time (a reboot after each).
 read -r d0 db0 u0 ub0 _ < <(stats)
 t0=$(date +%s%N)
-"$OTALAB" flash --server "http://127.0.0.1:$HTTP" $ID "$FIX"/system-part{1,2,3}-0.6.2-electron.bin \
-  >"$T/flash1.out" 2>&1 || { cat "$T/flash1.out"; fail "otalab flash of 0.6.2 parts failed"; }
+"$OTALAB" flash --server "$U" $ID "$FIX"/system-part{1,2,3}-0.6.2-electron.bin \
+  >"$T/flash1.out" 2>&1 || { cat "$T/flash1.out"; otl_fail "otalab flash of 0.6.2 parts failed"; }
 t1=$(date +%s%N)
 sleep 1.2  # let the relay write its counters
 read -r d1 db1 u1 ub1 _ < <(stats)
 grep -q "flashed 3 modules to $ID: system firmware now 0.6.2" "$T/flash1.out" ||
-  { cat "$T/flash1.out"; fail "no final line naming 0.6.2"; }
+  { cat "$T/flash1.out"; otl_fail "no final line naming 0.6.2"; }
 for n in 1 2 3; do
-  [ "$(mod_v s $n)" = 108 ] || fail "s/$n is v$(mod_v s $n), want 108"
+  [ "$(mod_v s $n)" = 108 ] || otl_fail "s/$n is v$(mod_v s $n), want 108"
 done
 H1=$(jq_py "d['hellos']")
-[ $((H1 - H0)) -ge 3 ] || fail "expected a reboot (new Hello) per module: hellos $H0 -> $H1"
-grep -c '% (' "$T/flash1.out" | grep -qv '^0$' || fail "no progress lines"
-ok "0.6.1 -> 0.6.2: s/1 s/2 s/3 at 108, $((H1 - H0)) reboots, system_firmware_version 0.6.2"
+[ $((H1 - H0)) -ge 3 ] || otl_fail "expected a reboot (new Hello) per module: hellos $H0 -> $H1"
+grep -c '% (' "$T/flash1.out" | grep -qv '^0$' || otl_fail "no progress lines"
+otl_ok "0.6.1 -> 0.6.2: s/1 s/2 s/3 at 108, $((H1 - H0)) reboots, system_firmware_version 0.6.2"
 xfer=$(grep -o 'job [0-9]* done: .*transfer [0-9]* ms' "$T/server.log" |
   sed 's/.*transfer \([0-9]*\) ms/\1/' | awk '{s += $1} END {print s}')
 echo "figures: 3 parts 292800 module bytes; transfer time (UpdateBegin..UpdateDone 2.04," \
@@ -134,22 +103,18 @@ echo "figures: wire (relay, DTLS records incl. reconnects): down $((db1 - db0)) 
 sed -n 's/.*: \(flashed in .*\)/  \1/p' "$T/flash1.out"
 
 # One chunk corrupted on the wire: DTLS drops the record, the loss path recovers.
-"$OTALAB" mkapp --requires 0.6.2 --size 64K --out "$T/app.bin" >/dev/null || fail "otalab mkapp"
+"$OTALAB" mkapp --requires 0.6.2 --size 64K --out "$T/app.bin" >/dev/null || otl_fail "otalab mkapp"
 touch "$T/flip"
-"$OTALAB" flash --quiet --server "http://127.0.0.1:$HTTP" $ID "$T/app.bin" >"$T/flash2.out" 2>&1 ||
-  { cat "$T/flash2.out"; fail "flash with a corrupted chunk failed"; }
+"$OTALAB" flash --quiet --server "$U" $ID "$T/app.bin" >"$T/flash2.out" 2>&1 ||
+  { cat "$T/flash2.out"; otl_fail "flash with a corrupted chunk failed"; }
 sleep 1.2
 read -r _ _ _ _ flipped < <(stats)
-[ "$flipped" = 1 ] || fail "the relay did not corrupt a chunk"
-[ "$(mod_v u 1)" = 6 ] || fail "user app not at v6 after the lossy flash"
+[ "$flipped" = 1 ] || otl_fail "the relay did not corrupt a chunk"
+[ "$(mod_v u 1)" = 6 ] || otl_fail "user app not at v6 after the lossy flash"
 resent=$(jq_py "d['last_ota']['chunks_resent']")
-[ "${resent:-0}" -ge 1 ] || fail "no chunk was resent after the corruption"
+[ "${resent:-0}" -ge 1 ] || otl_fail "no chunk was resent after the corruption"
 grep -q 'ChunkMissed\|CHUNK_MISSED\|missed' "$T/server.log" || echo "note: no ChunkMissed logged"
-ok "corrupted chunk dropped by DTLS, $resent chunk(s) resent, u/1 v6 installed"
+otl_ok "corrupted chunk dropped by DTLS, $resent chunk(s) resent, u/1 v6 installed"
 sed 's/^/  relay: /' "$T/relay.out"
-# Clean shutdown; under ASan/UBSan the server's log must hold no report.
-kill "${PIDS[0]}" && wait "${PIDS[0]}" 2>/dev/null
-if grep -E 'Sanitizer|runtime error' "$T/server.log" "$T/dev.log"; then
-  fail "sanitizer report"
-fi
-echo "PASS ota_flash"
+# Clean shutdown; under ASan/UBSan no server or device log may hold a report.
+otl_pass ota_flash
