@@ -484,6 +484,10 @@ static void hs_arrive(ota_vsim_t *vs, const ev_t *e) {
   vdev_t *d = vs->d[e->dev];
   int last = hs_steps(d) - 1, j = e->step;
   if (e->dir == OTA_LINK_DOWN) { /* at the device */
+    if (d->conn == CONN_UP && !d->hs_full && j == last - 1) {
+      send_hs(vs, e->dev, last); /* the server lost our Finished */
+      return;
+    }
     if (d->conn != CONN_HS)
       return;
     if (j > d->hs_step)
