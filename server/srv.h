@@ -174,7 +174,9 @@ void srv_ota_on_disconnect(srv_device_t *d);
  * token in ota_tx; ChunkMissed and the device's UpdateDone as requests). */
 void srv_ota_on_coap(srv_device_t *d, const ota_coap_msg_t *m);
 /* The ACK or RST of the CON with libcoap message id `mid` (the pong of an OTA
- * window's ping, or something else: ignored). */
+ * window's ping, or something else: ignored). Safe inside libcoap's receive
+ * path: the next window goes from the loop tick. Callers: the libcoap pong
+ * and nack (RST) handlers, and srv_pong.c (libcoap 4.3.1 reports no ACK). */
 void srv_ota_on_pong(srv_device_t *d, int mid);
 /* True when d has a transfer in SENDING. */
 int srv_ota_sending(const srv_device_t *d);

@@ -44,6 +44,7 @@ struct srv_ota {
   size_t n;
   job_t last;   /* last finished job (mod freed) */
   int ping_mid; /* libcoap id of the transfer's outstanding ping, -1 none */
+  int pong_due; /* its ACK came: handled at the next loop tick */
   int has_last;
 };
 
@@ -369,6 +370,7 @@ static void start_next(srv_device_t *d) {
   if (srv_ota_gap_ms >= 0)
     cfg.ping_timeout_ms = (uint32_t)srv_ota_gap_ms;
   o->ping_mid = -1;
+  o->pong_due = 0;
   ota_tx_init(&o->tx, &cfg);
   j->t_start = now_ms();
   j->sent = 0;
@@ -608,13 +610,14 @@ void srv_ota_on_coap(srv_device_t *d, const ota_coap_msg_t *m) {
   drain(d);
 }
 
+/* Called from inside libcoap's (or OpenSSL's) receive path: note it, send
+ * the next window from the loop tick. */
 void srv_ota_on_pong(srv_device_t *d, int mid) {
   if (!srv_ota_sending(d) || mid < 0 || mid != d->ota->ping_mid)
     return;
   d->ota->ping_mid = -1;
-  if (ota_tx_on_pong(&d->ota->tx, now_ms(), &outbox))
-    OTA_LOGE("ota: %s outbox full", d->id);
-  drain(d);
+  d->ota->pong_due = 1;
+  srv_loop_kick();
 }
 
 unsigned srv_ota_timers(srv_devices_t *t) {
@@ -626,6 +629,14 @@ unsigned srv_ota_timers(srv_devices_t *t) {
       continue;
     job_t *j = &o->q[0];
     if (j->state == SRV_JOB_SENDING) {
+      if (o->pong_due) {
+        o->pong_due = 0;
+        if (ota_tx_on_pong(&o->tx, now, &outbox))
+          OTA_LOGE("ota: %s outbox full", d->id);
+        drain(d);
+        if (!o->n || o->q[0].state != SRV_JOB_SENDING)
+          continue;
+      }
       if (ota_tx_next_deadline(&o->tx) <= now) {
         ota_tx_on_timer(&o->tx, now, &outbox);
         drain(d);
