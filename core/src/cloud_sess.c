@@ -102,7 +102,8 @@ static void emit(ota_csess_t *s, ota_outbox_t *out, const char *name,
   if (nl + 1 + dlen > sizeof buf)
     dlen = sizeof buf - nl - 1;
   memcpy(buf, name, nl + 1);
-  memcpy(buf + nl + 1, data, dlen);
+  if (dlen)
+    memcpy(buf + nl + 1, data, dlen);
   ota_fx_t fx = {.kind = OTA_FX_EVENT, .arg = OTA_CSESS_FX_PUBLISH};
   if (ota_outbox_push(out, &fx, buf, nl + 1 + dlen))
     OTA_LOGW("csess %s: outbox full, event %s lost", s->cfg.name, name);
