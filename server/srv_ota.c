@@ -29,6 +29,7 @@ typedef struct {
   uint32_t sent, total;
   unsigned hellos_at_done;
   uint64_t t_queued, t_start, t_sent, t_end, deadline;
+  uint64_t us_start, us_data, us_sent; /* µs: start, all chunks in, 2.04 */
   uint32_t chunks, resent, dones; /* ota_tx counters at the end of SENDING */
   char why[160];
   srv_origin_t origin;
@@ -206,6 +207,12 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void set_state(srv_device_t *d, job_t *j, srv_job_state_t st,
                       const char *why) {
   OTA_LOGI("ota: %s job %u (%c/%u v%u) %s => %s (%s)", d->id, j->id,
@@ -327,8 +334,17 @@ static void drain(srv_device_t *d) {
     }
   }
   ota_outbox_clear(&outbox);
+  if (j && j->state == SRV_JOB_SENDING && !j->us_data &&
+      o->tx.state >= OTA_TX_DONE_SENT)
+    j->us_data = now_us(); /* the last window's pong: every chunk is in */
   if (!j || j->state != SRV_JOB_SENDING || !ota_tx_finished(&o->tx))
     return;
+  j->us_sent = now_us();
+  OTA_LOGI("ota: %s job %u timing: chunks in after %.2f ms, UpdateDone "
+           "2.04 after %.2f ms; %u windows (largest %u), %u pings lost",
+           d->id, j->id, (double)(j->us_data - j->us_start) / 1000.0,
+           (double)(j->us_sent - j->us_start) / 1000.0, o->tx.n_pings,
+           o->tx.max_win, o->tx.n_ping_lost);
   const ota_tx_result_t *res = ota_tx_result(&o->tx);
   j->chunks = o->tx.n_chunks_sent;
   j->resent = o->tx.n_resent;
@@ -373,6 +389,8 @@ static void start_next(srv_device_t *d) {
   o->pong_due = 0;
   ota_tx_init(&o->tx, &cfg);
   j->t_start = now_ms();
+  j->us_start = now_us();
+  j->us_data = j->us_sent = 0;
   j->sent = 0;
   j->total = (uint32_t)j->len;
   set_state(d, j, SRV_JOB_SENDING, "device connected and described");
