@@ -150,7 +150,8 @@ static size_t find_prefix(const uint8_t *buf, size_t len, int *best_score) {
 /* Below this a candidate is noise rather than a damaged header. */
 #define SCORE_MIN 6
 
-int ota_module_parse(const uint8_t *buf, size_t len, ota_module_t *out) {
+static int parse(const uint8_t *buf, size_t len, ota_module_t *out,
+                 int integrity) {
   if (!buf || !out)
     return OTA_EINVAL;
   memset(out, 0, sizeof *out);
@@ -174,9 +175,19 @@ int ota_module_parse(const uint8_t *buf, size_t len, ota_module_t *out) {
   out->suffix.product_version = rd16(buf + len - 42);
   out->suffix.product_id = rd16(buf + len - 44);
 
-  out->crc_computed = ota_crc32(buf, len - 4);
-  mbedtls_sha256_ret(buf, len - 38, out->sha256_computed, 0);
+  if (integrity) {
+    out->crc_computed = ota_crc32(buf, len - 4);
+    mbedtls_sha256_ret(buf, len - 38, out->sha256_computed, 0);
+  }
   return 0;
+}
+
+int ota_module_parse(const uint8_t *buf, size_t len, ota_module_t *out) {
+  return parse(buf, len, out, 1);
+}
+
+int ota_module_parse_header(const uint8_t *buf, size_t len, ota_module_t *out) {
+  return parse(buf, len, out, 0);
 }
 
 const char *ota_module_defect_tag(uint32_t defect) {

@@ -78,6 +78,12 @@ typedef struct {
  * plausible header). Does not judge validity: see ota_module_validate(). */
 int ota_module_parse(const uint8_t *buf, size_t len, ota_module_t *out);
 
+/* As ota_module_parse(), but without computing the CRC-32 and SHA-256 over the
+ * file: crc_computed and sha256_computed are left zero. For callers that only
+ * need the header and suffix of a module already verified (the device model
+ * reads its flash slots many times per boot and per Describe). */
+int ota_module_parse_header(const uint8_t *buf, size_t len, ota_module_t *out);
+
 /* Every defect ota_module_validate() can report, one bit each. */
 #define OTA_MODULE_DEFECTS(X)                                                  \
   X(OTA_MODDEF_CRC, 0x0001u, "crc", OTA_ECRC)                                  \
