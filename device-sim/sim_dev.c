@@ -20,6 +20,7 @@
 #define MSG_MAX 1536
 #define KEEPALIVE_MS (23u * 60u * 1000u) /* PROTOCOL.md 1.5 */
 #define RECONNECT_MS 1000u
+#define HS_WAIT_MS 10u /* re-check a capped connect after (real ms) */
 #define DROP_LINK_DEFAULT_MS 20000u
 
 void (*sim_dev_fd_hook)(sim_dev_t *d, int old_fd, int new_fd);
@@ -69,6 +70,7 @@ static void set_phase(sim_dev_t *d, sim_phase_t p, const char *why) {
   if (d->phase != p)
     OTA_LOGD("sim: %s => %s (%s)", sim_phase_name(d->phase), sim_phase_name(p),
              why);
+  d->ctx->handshakes += (p == SIM_HANDSHAKE) - (d->phase == SIM_HANDSHAKE);
   d->phase = p;
 }
 
@@ -892,6 +894,12 @@ void sim_dev_on_timer(sim_dev_t *d) {
   enter(d);
   uint64_t now = dnow(d);
   if (d->phase == SIM_WAIT && now >= d->wake_at) {
+    if (d->ctx->max_handshakes &&
+        d->ctx->handshakes >= d->ctx->max_handshakes) {
+      /* a fleet's connects queue behind the handshakes in flight */
+      d->wake_at = now + (uint64_t)(HS_WAIT_MS * d->ctx->time_scale);
+      return;
+    }
     d->wake_at = UINT64_MAX;
     connect_now(d);
     settle(d);

@@ -46,6 +46,8 @@ typedef struct {
   const char *keylog;
   const char *recover[SIM_MAX_RECOVER];
   int nrecover;
+  int max_handshakes; /* connects wait while this many handshake (0: no cap) */
+  int handshakes;     /* devices in HANDSHAKE now */
 } sim_ctx_t;
 
 typedef enum {

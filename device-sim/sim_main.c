@@ -153,6 +153,8 @@ static void usage(FILE *f) {
       "  --state-dir DIR     one state file (and key pair) per device\n"
       "  --api URL --token T register generated devices (POST /v1/devices)\n"
       "  --connect-rate N    first connects per second (default 50)\n"
+      "  --max-handshakes N  connects wait while N handshakes are in flight\n"
+      "                      (default 0: no cap)\n"
       "  --until REL         exit 0 once every device runs REL and is "
       "described\n"
       "  --duration S        exit after S simulated seconds\n"
@@ -212,6 +214,8 @@ static int parse_args(int argc, char **argv) {
     else if (v && !strcmp(a, "--count")) opt.count = atoi(v), i++;
     else if (v && !strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 0), i++;
     else if (v && !strcmp(a, "--duration")) opt.duration = atof(v), i++;
+    else if (v && !strcmp(a, "--max-handshakes")) ctx.max_handshakes = atoi(v),
+                                                  i++;
     else if (v && !strcmp(a, "--connect-rate")) {
       opt.connect_rate = atof(v), i++;
       if (!(opt.connect_rate > 0)) {

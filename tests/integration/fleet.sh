@@ -105,7 +105,7 @@ ok "corrupt-chunk:5: flipped before the CRC check, resent, verified"
 wait_for 20 grep -q 'fault: drop-link-at-chunk:20' "$T/drop.log" || fail "drop: not injected"
 wait_for 20 grep -q 'connect: DTLS resumed' "$T/drop.log" || fail "drop: no resumed reconnect"
 # The server's job waits for its UpdateDone (30 s) and fails; flash again.
-wait_for 50 grep -q 'f3ee00000000000000000001 job 1 .* => FAILED' "$T/server.log" ||
+wait_for 50 grep -q 'f3ee00000000000000000001 job [0-9]* (s/3 v108) SENDING => FAILED' "$T/server.log" ||
   fail "drop: first job did not fail"
 flash f3ee00000000000000000001 "$S3" | grep -q '"ok":true' || fail "drop: second PUT refused"
 wait_for 30 grep -q 'ota: verified 54800' "$T/drop.log" || fail "drop: OTA did not complete"
