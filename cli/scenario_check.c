@@ -187,9 +187,19 @@ static int eval(const sc_run_t *run, const sc_dev_t *d, sc_item_t *it) {
         }
       }
     } else if (!strcmp(k, "no_module_before")) {
-      x->ok =
-          no_module_before(d, json_string_value(v) ? json_string_value(v) : "",
-                           x->detail, sizeof x->detail) == 1;
+      size_t i;
+      json_t *r;
+      x->ok = 1;
+      if (json_is_string(v))
+        x->ok = no_module_before(d, json_string_value(v), x->detail,
+                                 sizeof x->detail) == 1;
+      else
+        json_array_foreach(v, i, r) {
+          if (x->ok)
+            x->ok = no_module_before(
+                        d, json_string_value(r) ? json_string_value(r) : "",
+                        x->detail, sizeof x->detail) == 1;
+        }
     } else
       snprintf(x->detail, sizeof x->detail, "unknown expectation");
   }
@@ -302,6 +312,9 @@ int sc_report(sc_run_t *run) {
         printf("  (%s)", j->why);
       printf("\n");
     }
+    for (int k = 0; k < run->nev; k++)
+      if (run->ev[k].dev == i && !strncmp(run->ev[k].name, "device/", 7))
+        printf("    device says: %s\n", run->ev[k].data);
     if (d->hardfault[0])
       printf("    device: HARD FAULT LOOP: %s\n", d->hardfault);
     printf("  data used: %llu B (up %llu, down %llu)",

@@ -289,8 +289,8 @@ static int start_server(sc_run_t *run) {
   char *argv[64] = {
       run->server_bin, "--coap-port", cp,       "--http-port", hp,
       "--keys",        keys,          "--data", data,          "--token",
-      run->token,      "-v"};
-  int n = 12;
+      run->token,      "--fixtures",  run->fix, "-v"};
+  int n = 14; /* --fixtures: the modules the Safe Mode Healer sends */
   json_t *args = json_object_get(json_object_get(run->spec, "server"), "args");
   size_t i;
   json_t *a;
@@ -628,6 +628,15 @@ static void scan_log(sc_run_t *run, sc_dev_t *d) {
       break; /* partial line: next time */
     d->log_off += (long)l;
     char *p = strstr(line, "event: published ");
+    const char *rej = strstr(line, "staged module invalid: ");
+    if (!rej)
+      rej = strstr(line, "ota: rejected ");
+    if (!rej)
+      rej = strstr(line, "HARD FAULT LOOP");
+    if (rej) { /* the device's own words, for the report */
+      line[strcspn(line, "\n")] = 0;
+      record(run, "device/ota-refused", rej, 1, d);
+    }
     if (!p)
       continue;
     p += 17;
