@@ -93,7 +93,7 @@ typedef struct {
 } srv_opts_t;
 
 /* Fast-OTA pacing for every job: first window in chunks (0 = ota_tx's 16)
- * and the wait for a window's ping ACK in ms (< 0 = ota_tx's 2000; 0 = no
+ * and the wait for a window's ping ACK in ms (< 0 = ota_tx's 5000; 0 = no
  * pings, unpaced). */
 extern unsigned srv_ota_window;
 extern int srv_ota_gap_ms;

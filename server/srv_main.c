@@ -88,7 +88,7 @@ static void usage(FILE *f) {
           "fast links)\n"
           "  --ota-gap MS    fast OTA: wait for a window's ping ACK at most "
           "MS\n"
-          "                  (default 2000; 0 = no pings, unpaced)\n"
+          "                  (default 5000; 0 = no pings, unpaced)\n"
           "  -v              verbose (twice: libcoap/DTLS debug)\n");
   srv_api_usage(f);
   srv_cloud_usage(f);

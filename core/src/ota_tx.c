@@ -34,7 +34,7 @@ void ota_tx_config_default(ota_tx_cfg_t *cfg) {
   cfg->window = 16; /* = ota_plan_model_default()'s window: keep equal */
   cfg->window_max = 64;
   cfg->grow_rtt_ms = 100;
-  cfg->ping_timeout_ms = 2000;
+  cfg->ping_timeout_ms = 5000;
   cfg->done_timeout_ms = 30000;
   cfg->missed_wait_ms = 4000;
   cfg->max_resend_rounds = 5;

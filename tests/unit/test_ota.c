@@ -510,7 +510,7 @@ typedef struct {
 } clock_case_t;
 
 ParameterizedTestParameters(ota, window_clock) {
-  /* Defaults: window 16, window_max 64, grow_rtt_ms 100, ping 2000 ms. */
+  /* Defaults window 16, window_max 64, grow_rtt_ms 100; ping wait 2000 ms. */
   static clock_case_t cases[] = {
       {"ACK, fast: window doubles", REPLY_ACK, 5, true, 32, false},
       {"ACK at grow_rtt_ms: doubles", REPLY_ACK, 100, true, 32, false},

@@ -103,7 +103,7 @@ typedef struct {
   uint16_t window_max;  /* fast: the window doubles up to this: 64 */
   uint32_t grow_rtt_ms; /* fast: a pong this quick doubles the window: 100 */
   /* fast: wait for a window's pong at most max(this, 2 x the last pong
-   * time), then call the ping lost and send the next window: 2000. 0 = no
+   * time), then call the ping lost and send the next window: 5000. 0 = no
    * pings, windows back to back (unpaced: loopback experiments only). */
   uint32_t ping_timeout_ms;
   uint32_t done_timeout_ms;  /* wait for the UpdateDone ACK: 30000 */
