@@ -19,6 +19,9 @@
 # --no-auth), KEEP=1 in the environment keeps $T. OTL_SHOW+=(FILE) adds a file to
 # what is printed on failure. Variables the lib sets: T, COAP, HTTP, U, SPID,
 # DEVPID, AUTH ("Authorization: Bearer $TOKEN" or empty), OTL_AUTH_H (curl args).
+# A process started by hand (relay, tshark, a fleet): `cmd & otl_track $!`, and
+# OTL_LOGS+=(FILE) for a server/device log to be checked and shown like the rest.
+# otl_fail exits the shell it runs in: inside $(...) or a pipe, only that subshell.
 #
 # Files under $T: keys/ (server), ID/ID.{key,crt,pub}.pem (device), data/ (server
 # --data; data/devices/ID.pub.pem when registered by file), server.out (the
