@@ -226,6 +226,8 @@ static void set_state(srv_device_t *d, job_t *j, srv_job_state_t st,
     j->prog_t = now_ms();
     srv_emit("spark/flash/status", "started", d->id);
   }
+  if (st == SRV_JOB_SENDING || st == SRV_JOB_REBOOTING)
+    srv_ota_save(d);
 }
 
 /* otalab/ota/progress: at most every 10 % of the module or every second,
@@ -554,8 +556,29 @@ size_t srv_ota_restore(srv_devices_t *t) {
   return count;
 }
 
+/* The session ended or the device said Hello again after UpdateDone went out
+ * but before its reply came back (lost on the link): the device may have
+ * applied the module and rebooted. Let the describe decide (2.5 step 6). */
+static void sending_to_rebooting(srv_device_t *d, unsigned hellos,
+                                 const char *why) {
+  struct srv_ota *o = d->ota;
+  job_t *j = &o->q[0];
+  j->chunks = o->tx.n_chunks_sent;
+  j->resent = o->tx.n_resent;
+  j->dones = o->tx.n_done_sent;
+  ota_tx_free(&o->tx);
+  j->t_sent = now_ms();
+  j->hellos_at_done = hellos;
+  j->deadline = j->t_sent + SRV_OTA_REBOOT_TIMEOUT_MS;
+  set_state(d, j, SRV_JOB_REBOOTING, why);
+}
+
 void srv_ota_on_hello(srv_device_t *d) {
   struct srv_ota *o = d->ota;
+  if (o && o->n && o->q[0].state == SRV_JOB_SENDING && o->tx.n_done_sent)
+    sending_to_rebooting(d, d->hellos - 1,
+                         "new Hello before the UpdateDone reply: the "
+                         "describe decides");
   if (o && o->n && o->q[0].state == SRV_JOB_REBOOTING)
     OTA_LOGI("ota: %s back after the reboot (Hello flags 0x%02x)", d->id,
              d->hello_flags);
@@ -612,7 +635,11 @@ void srv_ota_on_describe(srv_device_t *d) {
 
 void srv_ota_on_disconnect(srv_device_t *d) {
   struct srv_ota *o = d->ota;
-  if (o && o->n && o->q[0].state == SRV_JOB_SENDING)
+  if (o && o->n && o->q[0].state == SRV_JOB_SENDING && o->tx.n_done_sent)
+    sending_to_rebooting(d, d->hellos,
+                         "disconnected before the UpdateDone reply: the "
+                         "describe decides");
+  else if (o && o->n && o->q[0].state == SRV_JOB_SENDING)
     end_job(d, SRV_JOB_FAILED, "device disconnected during the transfer");
 }
 

@@ -151,30 +151,35 @@ ok "D: developer device: spark/status/safe-mode, healer DISABLED, no OTA in 4 s"
 kill $DEVPID; wait $DEVPID 2>/dev/null
 
 # --- K: SIGKILL the server mid-OTA, restart: the saved job restarts and completes.
-# Paced OTA (4 chunks per 150 ms) so that the kill lands mid-transfer.
-kill $SPID; wait $SPID 2>/dev/null; SPID=
-PACE=(--ota-window 4 --ota-gap 150)
-start_server $COAP $HTTP "${PACE[@]}"
-run_device $K k1 --release 0.6.1 --time-scale 1000 # keep-alive 1.4 s: notices the dead server
+# Over the 2g link model (~5 KB/s, 2 % loss) so that the kill lands mid-transfer.
+run_device $K k1 --release 0.6.1 --link 2g --seed 7
 wait_for 20 has_module $K s/3 105 || fail "K: not described"
 curl -s -H "$AUTH" -X PUT -F "file=@$FIX/system-part1-0.6.2-electron.bin" \
   "$U/v1/devices/$K" | grep -q '"ok":true' || fail "K: PUT refused"
 midway() { grep "event: $K otalab/ota/progress" "$T/server.log" | tail -n 1 |
   python3 -c 'import json,sys; l=sys.stdin.read(); d=json.loads(l[l.index("{"):]) if "{" in l else {}; sys.exit(0 if d and 0.2 < d["sent"]/d["total"] < 0.7 else 1)'; }
-wait_for 30 midway || fail "K: transfer never reached 20 %"
+wait_for 60 midway || fail "K: transfer never reached 20 %"
 kill -9 $SPID; wait $SPID 2>/dev/null; SPID=
 [ -s "$T/data/jobs/$K.json" ] && ls "$T/data/jobs/$K-"*.bin >/dev/null 2>&1 ||
   fail "K: job not saved under DATA/jobs"
 ok "K: server SIGKILLed at $(grep "event: $K otalab/ota/progress" "$T/server.log" | tail -n 1 | grep -o '"sent":[0-9]*,"total":[0-9]*'); job saved"
 sleep 2
 grep -q 'reboot: after the OTA update' "$T/k1.log" && fail "K: device applied a partial module"
-start_server $COAP $HTTP "${PACE[@]}"
+start_server $COAP $HTTP
 grep -q "ota: $K job [0-9]* restored" "$T/server.log" || fail "K: job not restored"
 KT0=$(date +%s)
+back() { awk -v t="$KT0" '$1 >= t' "$T/server.log" | grep -q "device $K Hello accepted"; }
+if ! wait_for 15 back; then
+  # A device mid-OTA hears nothing from a dead server until its keep-alive
+  # (23 min): power-cycle it instead (its state file keeps the flash).
+  echo "note: K did not reconnect by itself in 15 s: power-cycling the device"
+  kill $DEVPID 2>/dev/null; wait $DEVPID 2>/dev/null
+  run_device $K k2 --link 2g --seed 8
+fi
 wait_for 150 has_module $K s/3 108 || fail "K: s/3 not v108 after the restart"
 ok "K: restored job restarted and completed $(( $(date +%s) - KT0 )) s after the restart; describe s/3 v108, vv==vc (CRC ok)"
-[ "$(count 'reboot: after the OTA update' "$T/k1.log")" = 1 ] || fail "K: more than one apply"
-grep -q 'ota: verified' "$T/k1.log" || fail "K: device did not verify the module"
+[ "$(cat "$T"/k*.log | grep -c 'reboot: after the OTA update')" = 1 ] || fail "K: not exactly one apply"
+cat "$T"/k*.log | grep -q 'ota: verified' || fail "K: device did not verify the module"
 dev_has $K "d['last_ota']['result']=='ok' and not d['ota_queue']" || fail "K: last_ota not ok"
 [ -e "$T/data/jobs/$K-"*.bin ] 2>/dev/null && fail "K: job bytes not removed"
 ok "K: one apply, CRC verified on the device, job file removed"
