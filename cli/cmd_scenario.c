@@ -13,6 +13,7 @@ static void scenario_usage(FILE *out) {
   fprintf(out,
           "usage: otalab scenario run FILE [--seed N] [--json] [--keep DIR] "
           "[--quiet]\n"
+          "                           [--virtual]\n"
           "                           [--bin-dir DIR] [--fixtures DIR]\n\n"
           "Start otalab-server and one otalab-device per device of FILE on "
           "loopback\n"
@@ -26,6 +27,11 @@ static void scenario_usage(FILE *out) {
           "against the planner's estimate, the time and the outcome.\n\n"
           "  --seed N       device ids and future link randomness (default 1)\n"
           "  --json         the report as JSON on stdout\n"
+          "  --virtual      run in-process in virtual time (core/vsim): no "
+          "processes,\n"
+          "                 links from the devices' \"link\" (default ideal); "
+          "no server\n"
+          "                 kill/restart (docs/SCENARIOS.md, Virtual mode)\n"
           "  --keep DIR     run in DIR and keep it (logs, state files)\n"
           "  --quiet        one line per device and the totals\n"
           "  --bin-dir DIR  where otalab-server and otalab-device are "
@@ -50,6 +56,7 @@ static int scenario_run_cmd(int argc, char **argv) {
   static sc_run_t run; /* large */
   memset(&run, 0, sizeof run);
   run.seed = 1;
+  int virt = 0;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help")) {
@@ -59,6 +66,8 @@ static int scenario_run_cmd(int argc, char **argv) {
       run.json = 1;
     else if (!strcmp(a, "--quiet"))
       run.quiet = 1;
+    else if (!strcmp(a, "--virtual"))
+      virt = 1;
     else if (v && !strcmp(a, "--seed")) {
       char *end;
       unsigned long s = strtoul(v, &end, 10);
@@ -91,15 +100,24 @@ static int scenario_run_cmd(int argc, char **argv) {
     sc_free(&run);
     return rc;
   }
+  char why[300];
+  if (virt && !sc_virtual_supported(&run, why, sizeof why)) {
+    fprintf(stderr, "otalab scenario: %s: --virtual: %s\n", run.file, why);
+    sc_free(&run);
+    return CLI_EXIT_USAGE;
+  }
   if (!run.json && !run.quiet) {
     const char *desc =
         json_string_value(json_object_get(run.spec, "description"));
-    printf("scenario %s: %d device(s), timeout %.0f s\n", run.name, run.ndev,
-           run.timeout_s);
+    printf("scenario %s: %d device(s), timeout %.0f s%s\n", run.name, run.ndev,
+           run.timeout_s, virt ? " (virtual time)" : "");
     if (desc)
       printf("  %s\n", desc);
   }
-  sc_run(&run);
+  if (virt)
+    sc_run_virtual(&run);
+  else
+    sc_run(&run);
   rc = sc_report(&run);
   if (!run.keep && run.dir[0]) {
     if (rc == CLI_EXIT_OK) {

@@ -121,6 +121,11 @@ int sc_report(sc_run_t *run);
 int sc_dev_ok(const sc_run_t *run, const sc_dev_t *d);
 /* Seconds since the fleet started (monotonic). */
 double sc_now(const sc_run_t *run);
+/* --virtual (scenario_virtual.c): the same run in-process through the
+ * virtual-time simulation (core/vsim); 0, or 1 when the setup failed. */
+int sc_run_virtual(sc_run_t *run);
+/* 1 when virtual mode can run the scenario, else 0 with why. */
+int sc_virtual_supported(const sc_run_t *run, char *why, size_t cap);
 /* Free everything the run owns; safe twice. */
 void sc_free(sc_run_t *run);
 

@@ -316,7 +316,7 @@ int ota_csess_enqueue(ota_csess_t *s, const uint8_t *mod, size_t len,
                       const char *name, ota_origin_t origin, uint64_t now_ms,
                       ota_outbox_t *out, unsigned *job) {
   ota_module_t m;
-  int err = ota_module_parse(mod, len, &m);
+  int err = ota_module_parse_header(mod, len, &m);
   if (err)
     return err;
   if (s->n == OTA_CSESS_QUEUE)
@@ -367,7 +367,7 @@ static void heal_send(ota_csess_t *s, const ota_heal_effect_t *e, uint64_t now,
       s->cfg.load ? s->cfg.load(s->cfg.load_ud, e, &mod, &len) : OTA_ENOENT;
   if (err)
     snprintf(why, cap, "cannot read %s: %s", e->file, ota_strerror(err));
-  else if ((err = ota_module_parse(mod, len, &m)) != 0)
+  else if ((err = ota_module_parse_header(mod, len, &m)) != 0)
     snprintf(why, cap, "%s: %s", e->file, ota_strerror(err));
   else if (m.info.func != e->module.func || m.info.index != e->module.index ||
            m.info.version != e->module.version)
@@ -417,7 +417,7 @@ static int product_app(ota_csess_t *s, uint64_t now, ota_outbox_t *out) {
   if (!s->cfg.product_id || s->cfg.development || !s->cfg.product_app)
     return 0;
   ota_module_t m;
-  if (ota_module_parse(s->cfg.product_app, s->cfg.product_app_len, &m))
+  if (ota_module_parse_header(s->cfg.product_app, s->cfg.product_app_len, &m))
     return 0;
   char hex[65];
   for (int i = 0; i < 32; i++)
@@ -503,7 +503,20 @@ static void on_hello(ota_csess_t *s, const ota_coap_msg_t *m, uint64_t now,
    * means the device reset or reconnected, its receiver forgot the transfer
    * (a lost 2.04 to UpdateDone otherwise leaves the healer waiting for a
    * describe that has already come). */
-  if (sending(s))
+  if (sending(s) && s->tx.state == OTA_TX_DONE_SENT) {
+    /* Every chunk is in and UpdateDone went out: the device may have taken
+     * it (its 2.04 lost) and rebooted. The describe after this Hello says
+     * whether the module is in, as after a normal reboot. */
+    ota_csess_job_t *j = &s->q[0];
+    j->t_sent = now;
+    j->sent = j->total = (uint32_t)j->len;
+    j->hellos_at_done = s->hellos;
+    j->deadline = now + s->cfg.reboot_timeout_ms;
+    job_set_state(s, j, OTA_JOB_REBOOTING,
+                  "Hello while UpdateDone awaited its answer: the describe "
+                  "decides",
+                  now, out);
+  } else if (sending(s))
     end_job(s, OTA_JOB_FAILED, "device reconnected during the transfer", now,
             out);
   s->hellos++;

@@ -147,6 +147,9 @@ static void rx_effects(ota_dsess_t *s, uint64_t now) {
         s->n.otas_rejected++;
         OTA_LOGW("dsess %s: OTA rejected (%d): %s", s->cfg.name, rep.syserr,
                  rep.why);
+        snprintf(s->last_reject, sizeof s->last_reject,
+                 "ota: rejected (%d, %s): %s; keeping the old firmware",
+                 rep.syserr, ota_strerror(rep.err), rep.why);
         staging_free(s);
       }
       break;

@@ -59,6 +59,8 @@ typedef struct {
   bool ping_out;
   uint8_t *owned[OTA_CSESS_QUEUE * 2]; /* user-flashed module copies */
   size_t nowned;
+  bool off;         /* powered off (ota_vsim_power) */
+  uint64_t rejects; /* device OTA rejections reported */
 } vdev_t;
 
 typedef struct {
@@ -88,6 +90,10 @@ struct ota_vsim {
   ota_vsim_event_fn on_ev;
   ota_vsim_job_fn on_job;
   void *ud;
+  ota_vsim_drop_fn drop;
+  void *drop_ud;
+  uint8_t **rel; /* released product apps (copies, kept to the end) */
+  size_t nrel;
 };
 
 void ota_vsim_cfg_default(ota_vsim_cfg_t *cfg) {
@@ -274,9 +280,16 @@ void ota_vsim_set_hooks(ota_vsim_t *vs, ota_vsim_event_fn ev,
   vs->on_ev = ev, vs->on_job = job, vs->ud = ud;
 }
 
+void ota_vsim_set_drop(ota_vsim_t *vs, ota_vsim_drop_fn fn, void *ud) {
+  vs->drop = fn, vs->drop_ud = ud;
+}
+
 void ota_vsim_destroy(ota_vsim_t *vs) {
   if (!vs)
     return;
+  for (size_t i = 0; i < vs->nrel; i++)
+    free(vs->rel[i]);
+  free(vs->rel);
   for (size_t i = 0; i < vs->n; i++) {
     vdev_t *d = vs->d[i];
     ota_dsess_free(&d->ds);
@@ -315,6 +328,8 @@ int ota_vsim_add(ota_vsim_t *vs, const ota_vsim_dev_spec_t *sp) {
   uint8_t id[12];
   for (int i = 0; i < 12; i++)
     id[i] = (uint8_t)(mix(seed + (uint64_t)i) >> 24);
+  if (sp->has_id)
+    memcpy(id, sp->id, 12);
   ota_device_init(&d->dev, vs->cat, id);
   d->dev.images = &vs->images;
   int rc = ota_device_provision(&d->dev, sp->release, prov_load, vs, sp->app,
@@ -378,7 +393,10 @@ static void send_dgram(ota_vsim_t *vs, uint32_t i, int dir, const uint8_t *b,
   else
     d->st.dgrams_down++;
   uint64_t when[2];
-  int n = ota_link_submit(&d->link, (ota_link_dir_t)dir, vs->now, wire, when);
+  int n =
+      vs->drop && vs->drop(vs->drop_ud, i, dir, b, len, vs->now)
+          ? 0
+          : ota_link_submit(&d->link, (ota_link_dir_t)dir, vs->now, wire, when);
   if (!n) {
     if (dir == OTA_LINK_UP)
       d->st.lost_up++;
@@ -603,6 +621,14 @@ static void dev_effects(ota_vsim_t *vs, uint32_t i) {
     }
   }
   ota_outbox_clear(o);
+  if (d->ds.n.otas_rejected > d->rejects) {
+    d->rejects = d->ds.n.otas_rejected;
+    logf_(vs, "%llu %u device %s", (unsigned long long)vs->now, i,
+          d->ds.last_reject);
+    if (vs->on_ev)
+      vs->on_ev(vs->ud, i, vs->now, "device/ota-refused", d->ds.last_reject,
+                strlen(d->ds.last_reject));
+  }
   if (reboot >= 0) {
     go_down(vs, i);
     d->reboot_reason = reboot;
@@ -762,6 +788,9 @@ bool ota_vsim_step(ota_vsim_t *vs) {
   if (vs->cfg.keep_log && e.kind != EV_DTIMER && e.kind != EV_CTIMER)
     logf_(vs, "%llu %u %s dir=%u len=%u step=%u", (unsigned long long)e.t,
           e.dev, ev_names[e.kind], e.dir, e.len, e.step);
+  if ((e.kind == EV_POWER || e.kind == EV_BOOT || e.kind == EV_CONNECT) &&
+      (e.epoch != d->epoch || d->off))
+    return true; /* overtaken by a power cycle */
   switch (e.kind) {
   case EV_POWER:
   case EV_BOOT: {
@@ -774,9 +803,12 @@ bool ota_vsim_step(ota_vsim_t *vs) {
     ota_outbox_clear(&vs->out);
     logf_(vs, "%llu %u boot %s %s", (unsigned long long)vs->now, e.dev,
           ota_dev_state_name(r.state), ota_device_release_name(&d->dev));
-    if (d->ds.state == OTA_DSESS_DEAD)
+    if (d->ds.state == OTA_DSESS_DEAD) {
       mark_dead(vs, e.dev, "hard-fault loop");
-    else
+      if (vs->on_ev)
+        vs->on_ev(vs->ud, e.dev, vs->now, "device/hard-fault", r.why,
+                  strlen(r.why));
+    } else
       connect(vs, e.dev);
     break;
   }
@@ -857,6 +889,67 @@ int ota_vsim_flash(ota_vsim_t *vs, size_t i, const uint8_t *mod, size_t len,
   check_done(vs, (uint32_t)i);
   schedule(vs, (uint32_t)i);
   return 0;
+}
+
+int ota_vsim_power(ota_vsim_t *vs, size_t i, bool on) {
+  if (i >= vs->n)
+    return OTA_EINVAL;
+  vdev_t *d = vs->d[i];
+  if (!d->off) {
+    ota_dsess_on_down(&d->ds, vs->now, "power off", &vs->out);
+    ota_outbox_clear(&vs->out);
+    go_down(vs, (uint32_t)i);
+    d->off = true;
+    d->dt_at = UINT64_MAX;
+    if (d->st.done) {
+      d->st.done = false;
+      vs->ndone--;
+    }
+    logf_(vs, "%llu %zu power off", (unsigned long long)vs->now, i);
+  }
+  if (on) {
+    d->off = false;
+    if (d->dead) {
+      d->dead = false;
+      vs->ndead--;
+    }
+    logf_(vs, "%llu %zu power on", (unsigned long long)vs->now, i);
+    at(vs, vs->now, (uint32_t)i, EV_POWER);
+  }
+  return 0;
+}
+
+int ota_vsim_release(ota_vsim_t *vs, uint32_t product_id, const uint8_t *app,
+                     size_t len, unsigned version) {
+  uint8_t **r = realloc(vs->rel, (vs->nrel + 1) * sizeof *r);
+  if (!r)
+    return OTA_ENOMEM;
+  vs->rel = r;
+  if (!(r[vs->nrel] = malloc(len ? len : 1)))
+    return OTA_ENOMEM;
+  memcpy(r[vs->nrel], app, len);
+  for (size_t i = 0; i < vs->n; i++) {
+    ota_csess_cfg_t *c = &vs->d[i]->cs.cfg;
+    if (product_id && c->product_id == product_id) {
+      c->product_app = r[vs->nrel];
+      c->product_app_len = len;
+      c->product_app_version = version;
+    }
+  }
+  vs->nrel++;
+  logf_(vs, "%llu release product %u v%u", (unsigned long long)vs->now,
+        product_id, version);
+  return 0;
+}
+
+void ota_vsim_advance(ota_vsim_t *vs, uint64_t t_ms) {
+  uint64_t max = vs->cfg.max_ms;
+  vs->cfg.max_ms = t_ms;
+  while (ota_vsim_step(vs))
+    ;
+  vs->cfg.max_ms = max;
+  if (vs->now < t_ms)
+    vs->now = t_ms;
 }
 
 uint64_t ota_vsim_now(const ota_vsim_t *vs) {

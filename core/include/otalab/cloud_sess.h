@@ -17,6 +17,9 @@
  *    SENDING --ota_tx SUCCEEDED--> REBOOTING --describe after a new Hello
  *    shows the version--> DONE; ota_tx FAILED, disconnect, wrong version or
  *    no reconnect in reboot_timeout_ms --> FAILED (queued jobs cancelled).
+ *    A Hello while SENDING: FAILED, unless UpdateDone awaits its answer
+ *    (ota_tx DONE_SENT: the 2.04 may be lost, the module in) --> REBOOTING,
+ *    and the describe after that Hello decides DONE or FAILED.
  */
 // clang-format on
 /* Effects (caller's outbox):

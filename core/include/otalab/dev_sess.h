@@ -98,6 +98,7 @@ typedef struct {
   uint64_t last_io;
   uint32_t connects;
   ota_dsess_counters_t n;
+  char last_reject[200]; /* why the latest OTA was rejected, "" none */
 } ota_dsess_t;
 
 /* Bind to dev (not owned) and scratch (not owned). State OFF. Cannot fail. */

@@ -57,7 +57,9 @@ typedef struct {
   uint32_t product_id; /* 0 developer */
   bool development;
   ota_link_cfg_t link;
-  uint64_t start_ms;          /* virtual time of the power-on */
+  uint64_t start_ms; /* virtual time of the power-on */
+  bool has_id;       /* use `id`; else derived from the seed */
+  uint8_t id[12];
   const uint8_t *product_app; /* released product firmware (view, caller's) */
   size_t product_app_len;
   unsigned product_app_version;
@@ -82,13 +84,23 @@ typedef struct {
   bool done;
 } ota_vsim_stats_t;
 
-/* An event the cloud published for a device (the event stream's view). */
+/* An event the cloud published for a device (the event stream's view).
+ * The device's own words come as events too, named "device/...":
+ * "device/ota-refused" (data: the receiver's reason, as otalab-device logs
+ * it) and "device/hard-fault" (data: the boot's summary). */
 typedef void (*ota_vsim_event_fn)(void *ud, size_t dev, uint64_t t_ms,
                                   const char *name, const char *data,
                                   size_t len);
 /* A job ended (DONE or FAILED). */
 typedef void (*ota_vsim_job_fn)(void *ud, size_t dev, uint64_t t_ms,
                                 const ota_csess_job_t *job);
+
+/* A fault filter: true drops the CoAP datagram `coap` (len bytes, before
+ * its DTLS record) that device `dev` sends (dir OTA_LINK_UP) or receives
+ * (OTA_LINK_DOWN); it counts as sent and lost. Handshakes are not offered. */
+typedef bool (*ota_vsim_drop_fn)(void *ud, size_t dev, int dir,
+                                 const uint8_t *coap, size_t len,
+                                 uint64_t t_ms);
 
 typedef struct ota_vsim ota_vsim_t;
 
@@ -97,6 +109,8 @@ ota_vsim_t *ota_vsim_new(const ota_catalog_t *cat, const ota_vsim_cfg_t *cfg);
 void ota_vsim_destroy(ota_vsim_t *vs);
 void ota_vsim_set_hooks(ota_vsim_t *vs, ota_vsim_event_fn ev,
                         ota_vsim_job_fn job, void *ud);
+
+void ota_vsim_set_drop(ota_vsim_t *vs, ota_vsim_drop_fn fn, void *ud);
 
 /* Add a device (provisioned and scheduled to power on). Returns its index
  * (>= 0) or OTA_ERELEASE / OTA_ENOMEM / the provisioning error. */
@@ -108,6 +122,18 @@ int ota_vsim_flash(ota_vsim_t *vs, size_t dev, const uint8_t *mod, size_t len,
 /* Build a catalogue module (cached, shared): a view valid while vs lives. */
 int ota_vsim_module(ota_vsim_t *vs, uint8_t func, uint8_t index,
                     uint16_t version, const uint8_t **mod, size_t *len);
+
+/* Power: off = the device stops at once (no close_notify; the cloud keeps
+ * its session until a new Hello); on = power-on boot now (a power cycle when
+ * it was on). OTA_EINVAL for a bad index. */
+int ota_vsim_power(ota_vsim_t *vs, size_t dev, bool on);
+/* Release product firmware (as PUT /v1/products/:id/firmware/release): the
+ * app (copied) goes to that product's devices at their next describe. */
+int ota_vsim_release(ota_vsim_t *vs, uint32_t product_id, const uint8_t *app,
+                     size_t len, unsigned version);
+/* Process every event due at or before t_ms, then move the clock to t_ms
+ * (whether or not devices are done). */
+void ota_vsim_advance(ota_vsim_t *vs, uint64_t t_ms);
 
 /* Process one event. false when the queue is empty or max_ms is passed. */
 bool ota_vsim_step(ota_vsim_t *vs);
