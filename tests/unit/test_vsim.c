@@ -8,6 +8,7 @@
 #include "otalab/catalog.h"
 #include "otalab/err.h"
 #include "otalab/module.h"
+#include "otalab/msg.h"
 #include "otalab/planner.h"
 #include "otalab/vnet.h"
 
@@ -136,4 +137,108 @@ Test(vsim, developer_device_stays_in_safe_mode) {
   cr_assert_str_eq(r.release, "0.6.1");
   cr_assert_eq(r.dev_state, OTA_DEV_SAFE_MODE);
   cr_assert_eq(r.jobs_ok, 0);
+}
+
+/* The device's answers to the cloud's first UpdateDone are lost (drop
+ * filter): its 2.04 and its own UpdateDone (Device OS <= 0.7 sends one).
+ * The device applies the module and reboots while the cloud still waits in
+ * DONE_SENT. Its next Hello must not fail the job: the describe after it
+ * shows the module, so the job is DONE and the heal goes on. */
+typedef struct {
+  int mid;   /* the first UpdateDone's message id, -1 none yet */
+  int armed; /* from that UpdateDone to the device's next Hello */
+  int drops; /* datagrams dropped */
+  unsigned failed, done_after_hello;
+} drop_t;
+
+static bool drop_done_reply(void *ud, size_t dev, int dir, const uint8_t *b,
+                            size_t len, uint64_t t) {
+  drop_t *x = ud;
+  ota_coap_msg_t m;
+  (void)dev, (void)t;
+  if (ota_coap_decode(b, len, &m))
+    return false;
+  if (dir == OTA_LINK_DOWN && x->mid < 0 &&
+      ota_msg_classify(&m, OTA_DIR_TO_DEVICE) == OTA_MSG_UPDATE_DONE) {
+    x->mid = m.mid;
+    x->armed = 1;
+  }
+  if (dir != OTA_LINK_UP || !x->armed)
+    return false;
+  ota_msg_kind_t k = ota_msg_classify(&m, OTA_DIR_TO_CLOUD);
+  if (k == OTA_MSG_HELLO) {
+    x->armed = 0;
+    return false;
+  }
+  if ((m.type == OTA_COAP_ACK && m.mid == x->mid) ||
+      (k == OTA_MSG_UPDATE_DONE && m.type != OTA_COAP_ACK)) {
+    x->drops++;
+    return true;
+  }
+  return false;
+}
+
+static void count_jobs(void *ud, size_t dev, uint64_t t,
+                       const ota_csess_job_t *j) {
+  drop_t *x = ud;
+  (void)dev, (void)t;
+  if (j->state == OTA_JOB_FAILED)
+    x->failed++;
+  else if (j->ref.func == OTA_FN_SYSTEM && x->drops && !x->done_after_hello)
+    x->done_after_hello = j->id;
+}
+
+Test(vsim, lost_updatedone_reply_lets_the_describe_decide) {
+  static uint8_t app[8192];
+  size_t al = make_app("0.6.2", app, sizeof app);
+  ota_vsim_cfg_t cfg;
+  ota_vsim_cfg_default(&cfg);
+  cfg.keep_log = true;
+  ota_vsim_t *vs = ota_vsim_new(&cat, &cfg);
+  cr_assert_not_null(vs);
+  drop_t x = {.mid = -1};
+  ota_vsim_set_drop(vs, drop_done_reply, &x);
+  ota_vsim_set_hooks(vs, NULL, count_jobs, &x);
+  ota_vsim_dev_spec_t sp = {.app = app, .app_len = al, .product_id = 7};
+  snprintf(sp.release, sizeof sp.release, "0.6.1");
+  char err[128];
+  cr_assert_eq(ota_link_parse("3g", &cat, &sp.link, err, sizeof err), 0);
+  cr_assert_geq(ota_vsim_add(vs, &sp), 0);
+  ota_vsim_run(vs, 0);
+  const ota_vsim_stats_t *st = ota_vsim_stats(vs, 0);
+  cr_assert_geq(x.drops, 1, "the UpdateDone reply was never dropped");
+  cr_assert(st->done);
+  cr_assert_str_eq(ota_device_release_name(ota_vsim_device(vs, 0)), "0.6.2");
+  cr_expect_eq(x.failed, 0, "%u job(s) failed", x.failed);
+  cr_expect_eq(st->jobs_ok, 3);
+  cr_expect_eq(x.done_after_hello, 1, "the first part's job ended DONE");
+  if (getenv("VSIM_LOG"))
+    fputs(ota_vsim_log(vs), stderr);
+  ota_vsim_destroy(vs);
+}
+
+/* Virtual power and product release: a product device on 0.6.1 with no app
+ * is left alone; the released app reaches it only at its next describe (a
+ * power cycle), then the Safe Mode Healer brings it to 0.6.2. */
+Test(vsim, release_reaches_the_device_after_a_power_cycle) {
+  static uint8_t app[8192];
+  size_t al = make_app("0.6.2", app, sizeof app);
+  ota_vsim_t *vs = ota_vsim_new(&cat, NULL);
+  ota_vsim_dev_spec_t sp = {.product_id = 7};
+  snprintf(sp.release, sizeof sp.release, "0.6.1");
+  ota_link_cfg_init(&sp.link);
+  cr_assert_eq(ota_vsim_add(vs, &sp), 0);
+  ota_vsim_advance(vs, 60000);
+  cr_assert(ota_vsim_stats(vs, 0)->done);
+  cr_assert_eq(ota_vsim_release(vs, 7, app, al, 2), 0);
+  ota_vsim_advance(vs, 120000);
+  cr_assert_eq(ota_vsim_stats(vs, 0)->jobs_ok, 0, "released to a session");
+  cr_assert_eq(ota_vsim_power(vs, 0, true), 0);
+  ota_vsim_advance(vs, 600000);
+  const ota_vsim_stats_t *st = ota_vsim_stats(vs, 0);
+  cr_assert(st->done);
+  cr_assert_str_eq(ota_device_release_name(ota_vsim_device(vs, 0)), "0.6.2");
+  cr_assert_eq(ota_vsim_device(vs, 0)->state, OTA_DEV_RUNNING_APP);
+  cr_assert_eq(st->jobs_ok, 4, "the app, then s/3, s/1, s/2");
+  ota_vsim_destroy(vs);
 }
