@@ -20,6 +20,7 @@
 #define MSG_MAX 1536
 #define KEEPALIVE_MS (23u * 60u * 1000u) /* PROTOCOL.md 1.5 */
 #define RECONNECT_MS 1000u
+#define HS_POLL_MS 50u /* poll a handshake's real-time timers (real ms) */
 #define HS_WAIT_MS 10u /* re-check a capped connect after (real ms) */
 #define DROP_LINK_DEFAULT_MS 20000u
 
@@ -94,6 +95,10 @@ int sim_fault_parse(const char *spec, sim_fault_t *f) {
 }
 
 static void save(sim_dev_t *d) {
+  /* A fleet writes its state files once, at exit: hundreds of devices saving
+   * ~400 KB of flash at every reboot cost more than the run they record. */
+  if (d->ctx->fleet && !d->exiting)
+    return;
   if (d->state_path[0])
     sim_state_save(d->state_path, &d->dev, d->per, d->ctx->durable);
 }
@@ -810,6 +815,7 @@ static void connect_now(sim_dev_t *d) {
   }
   set_phase(d, SIM_HANDSHAKE, "connecting");
   d->hs_real0 = sim_real_ms();
+  d->hs_poll_at = dnow(d) + (uint64_t)(HS_POLL_MS * d->ctx->time_scale);
   int rc = d->t->ops->start(d->t);
   if (d->t->ops->poll_fd(d->t) >= 0)
     set_fd(d, d->t->ops->poll_fd(d->t));
@@ -908,6 +914,7 @@ void sim_dev_on_timer(sim_dev_t *d) {
   flush_queue(d);
   settle(d);
   if (d->phase == SIM_HANDSHAKE && d->t) {
+    d->hs_poll_at = now + (uint64_t)(HS_POLL_MS * d->ctx->time_scale);
     handshake_result(d, d->t->ops->step(d->t));
     settle(d);
     return;
@@ -941,11 +948,10 @@ uint64_t sim_dev_next_deadline(const sim_dev_t *d) {
   for (size_t i = 0; i < d->nq; i++)
     if (d->q[i].at < dl)
       dl = d->q[i].at;
-  uint64_t now = sim_now(d->ctx);
   if (d->phase == SIM_HANDSHAKE) {
-    /* mbedTLS's retransmit timer runs on real time: look every 50 ms. */
-    uint64_t s = now + (uint64_t)(50 * d->ctx->time_scale);
-    return s < dl ? s : dl;
+    /* mbedTLS's retransmit timer runs on real time: look every 50 ms. A
+     * fixed deadline (not now + 50): a busy loop must not keep moving it. */
+    return d->hs_poll_at < dl ? d->hs_poll_at : dl;
   }
   uint64_t c = ota_coap_chan_next_deadline(&d->ch);
   uint64_t r = ota_rx_next_deadline(&d->rx);
@@ -966,6 +972,7 @@ void sim_dev_free(sim_dev_t *d) {
   if (!d->per)
     return;
   enter(d);
+  d->exiting = 1;
   close_conn(d, "exit");
   save(d);
   drop_queue(d);

@@ -120,10 +120,12 @@ typedef struct {
   int hello_acked, ping_out, described, reboot, progress_q;
   const char *fail;
   int fatal;
-  int boot_pending;  /* reboot before the next connect */
-  int reset_reason;  /* ota_reset_t for that boot */
-  uint64_t last_io;  /* device ms */
-  uint64_t hs_real0; /* real ms the handshake started */
+  int boot_pending;    /* reboot before the next connect */
+  int reset_reason;    /* ota_reset_t for that boot */
+  uint64_t last_io;    /* device ms */
+  uint64_t hs_real0;   /* real ms the handshake started */
+  uint64_t hs_poll_at; /* HANDSHAKE: device ms to step mbedTLS's timers */
+  int exiting;         /* sim_dev_free() runs: fleets save state now */
   uint64_t ota_t0, ota_real0;
   int exit_code;                    /* DEAD: 1 refused, 3 hard fault */
   sim_transport_stats_t last_stats; /* of the last closed transport */

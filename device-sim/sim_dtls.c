@@ -2,6 +2,7 @@
  * Device OS does (PROTOCOL.md 1.1: one suite, P-256, 3 s/24 s retransmit). */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,15 +132,41 @@ static int open_socket(dtls_t *d) {
     OTA_LOGE("dtls: cannot resolve %s", d->host);
     return OTA_EADDR;
   }
-  d->fd = socket(ai->ai_family, ai->ai_socktype, 0);
-  /* connect(): the kernel then drops datagrams from any other peer, as the
-   * device firmware does (PROTOCOL.md 1.3, peer filtering). */
-  if (d->fd < 0 || connect(d->fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-    OTA_LOGE("dtls: socket/connect: %s", strerror(errno));
-    freeaddrinfo(ai);
-    return OTA_EIO;
+  /* A local port this process used before may still name a live session on
+   * the server (a device that rebooted): a ClientHello arriving there goes to
+   * that old DTLS association, which ignores it, and the handshake hangs. So
+   * a reconnect takes a port never used by this process (fleets reconnect
+   * thousands of times against one server). */
+  static uint8_t used[65536 / 8];
+  int spare[64], nspare = 0;
+  for (;;) {
+    d->fd = socket(ai->ai_family, ai->ai_socktype, 0);
+    /* connect(): the kernel then drops datagrams from any other peer, as the
+     * device firmware does (PROTOCOL.md 1.3, peer filtering). */
+    if (d->fd < 0 || connect(d->fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      OTA_LOGE("dtls: socket/connect: %s", strerror(errno));
+      if (d->fd >= 0)
+        close(d->fd);
+      d->fd = -1;
+      break;
+    }
+    struct sockaddr_in me;
+    socklen_t ml = sizeof me;
+    unsigned lp = getsockname(d->fd, (struct sockaddr *)&me, &ml) == 0
+                      ? ntohs(me.sin_port)
+                      : 0;
+    if (!(used[lp / 8] & 1u << lp % 8) || nspare == 64) {
+      used[lp / 8] |= (uint8_t)(1u << lp % 8);
+      break;
+    }
+    spare[nspare++] = d->fd; /* held open so the kernel picks another */
+    d->fd = -1;
   }
+  for (int i = 0; i < nspare; i++)
+    close(spare[i]);
   freeaddrinfo(ai);
+  if (d->fd < 0)
+    return OTA_EIO;
   return 0;
 }
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Fleet heal benchmark: N Electrons (default 1,000) on 0.6.1, product devices,
+# one otalab-device process against one otalab-server on loopback, no link
+# shaping. The product releases an app needing 0.6.2: each device gets the app,
+# reboots into safe mode, and the Safe Mode Healer sends s/3, s/1, s/2, one
+# reboot after each. Time runs from the fleet's start to every device running
+# the app on 0.6.2 (--until 0.6.2).
+# usage: fleet.sh BUILD_DIR
+#   OTALAB_BENCH_DEVICES=N (1000)  OTALAB_BENCH_RATE=N first connects/s (100)
+#   OTALAB_BENCH_HS=N handshakes in flight (24)  OTALAB_BENCH_TIMEOUT=S (300)
+#   OTALAB_BENCH_SERVER_ARGS / OTALAB_BENCH_DEVICE_ARGS: extra options (-v ...)
+#   OTALAB_BENCH_CACHE=DIR device key pairs kept across runs (BUILD/bench-keys)
+# Targets: all succeed, < 60 s, server peak RSS < 150 MB, simulator < 100 MB.
+set -uo pipefail
+B=$(cd "${1:?build dir}" && pwd)
+FIX=$B/fixtures/bin
+OTALAB=$B/cli/otalab
+SERVER=$B/server/otalab-server
+DEVICE=$B/device-sim/otalab-device
+N=${OTALAB_BENCH_DEVICES:-1000}
+RATE=${OTALAB_BENCH_RATE:-100}
+HS=${OTALAB_BENCH_HS:-24}
+TIMEOUT=${OTALAB_BENCH_TIMEOUT:-300}
+CACHE=${OTALAB_BENCH_CACHE:-$B/bench-keys}
+TOKEN=otalab-bench-token
+PRODUCT=4242
+IDBASE=b0b000000000000000000000
+T=$(mktemp -d /tmp/otalab-bfleet.XXXXXX)
+SPID=
+cleanup() {
+  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
+  wait 2>/dev/null
+  [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+die() {
+  echo "bench/fleet: $*" >&2
+  for f in "$T"/server.log "$T"/fleet.log; do [ -f "$f" ] && tail -15 "$f" >&2; done
+  exit 1
+}
+hwm_kb() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
+ms() { echo $(($(date +%s%N) / 1000000)); }
+
+[ -f "$FIX/system-part1-0.6.2-electron.bin" ] || die "no fixtures in $FIX (build 'fixtures')"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+"$OTALAB" keys server --out "$T/keys" >/dev/null || die "otalab keys server"
+"$OTALAB" mkapp --requires 0.6.2 --out "$T/app.bin" >/dev/null || die "otalab mkapp"
+mkdir -p "$T/data" "$T/state" "$CACHE"
+# Key pairs from an earlier run (otalab-device writes new ones into the state dir).
+cp "$CACHE"/*.pem "$T/state/" 2>/dev/null
+"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" --token $TOKEN \
+  --fixtures "$FIX" ${OTALAB_BENCH_SERVER_ARGS:-} >"$T/server.out" 2>"$T/server.log" &
+SPID=$!
+for _ in $(seq 100); do grep -qs "^listening " "$T/server.out" && break; sleep 0.1; done
+COAP=$(sed -n 's/^listening coap=\([0-9]*\) http=.*/\1/p' "$T/server.out")
+HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
+[ -n "$COAP" ] || die "server did not start"
+U=http://127.0.0.1:$HTTP
+AUTH="Authorization: Bearer $TOKEN"
+curl -sf -H "$AUTH" -d id=$PRODUCT -d name=bench "$U/v1/products" >/dev/null || die "POST /v1/products"
+curl -sf -H "$AUTH" -F "binary=@$T/app.bin" -F version=2 "$U/v1/products/$PRODUCT/firmware" \
+  >/dev/null || die "POST firmware"
+curl -sf -H "$AUTH" -X PUT -d version=2 "$U/v1/products/$PRODUCT/firmware/release" >/dev/null ||
+  die "PUT firmware/release"
+
+# Keys (cached) and REST registration happen before the first connect; the
+# clock starts when the fleet prints its "connecting" line.
+t_setup=$(ms)
+"$DEVICE" --count "$N" --mix 0.6.1:1 --id-base $IDBASE --product $PRODUCT \
+  --server 127.0.0.1:$COAP --server-cert "$T/keys/server.crt.pem" --api "$U" --token $TOKEN \
+  --state-dir "$T/state" --fixtures "$FIX" --connect-rate "$RATE" --max-handshakes "$HS" \
+  --until 0.6.2 --duration "$TIMEOUT" -q ${OTALAB_BENCH_DEVICE_ARGS:-} >"$T/fleet.out" 2>"$T/fleet.log" &
+FPID=$!
+for _ in $(seq 6000); do
+  grep -q 'connecting at' "$T/fleet.log" && break
+  kill -0 $FPID 2>/dev/null || break
+  sleep 0.05
+done
+t0=$(ms)
+setup_s=$(awk "BEGIN {printf \"%.1f\", ($t0 - $t_setup) / 1000}")
+srv_hwm=0
+while kill -0 $FPID 2>/dev/null; do
+  h=$(hwm_kb $SPID)
+  [ -n "$h" ] && srv_hwm=$h
+  sleep 0.5
+done
+wait $FPID
+rc=$?
+t1=$(ms)
+h=$(hwm_kb $SPID)
+[ -n "$h" ] && srv_hwm=$h
+cp -n "$T"/state/*.pem "$CACHE/" 2>/dev/null
+sum=$(grep '^fleet: ' "$T/fleet.out")
+[ -n "$sum" ] || die "no fleet summary (exit $rc)"
+val() { echo "$sum" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+at=$(grep -c '^device .* release 0.6.2 state RUNNING_APP' "$T/fleet.out")
+wall=$(awk "BEGIN {printf \"%.1f\", ($t1 - $t0) / 1000}")
+pay=$(val payload_bytes)
+jobs_ok=$(grep -c 'SENDING => DONE\|=> DONE' "$T/server.log")
+echo "bench/fleet: $N x 0.6.1 product devices, app needing 0.6.2 released, healed via s/3 s/1 s/2"
+echo "  connect rate $RATE/s, at most $HS handshakes in flight, setup (keys + REST) ${setup_s} s"
+echo "  healed: $at / $N (fleet exit $rc; server jobs done: $jobs_ok, otas on devices: $(val otas))"
+echo "  wall time: $wall s   devices/s: $(awk "BEGIN {printf \"%.1f\", $at / $wall}")"
+echo "  module payload: $(awk "BEGIN {printf \"%.1f MB, %.2f MB/s\", $pay / 1e6, $pay / 1e6 / $wall}")"
+echo "  handshakes: full $(val full_hs), resumed $(val resumed_hs), failed $(val failed_hs); reconnects $(val reconnects)"
+echo "  peak RSS: server $((srv_hwm / 1024)) MB, simulator $(($(val rss_peak_kb) / 1024)) MB"
+ok=1
+[ "$at" = "$N" ] || ok=0
+awk "BEGIN {exit !($wall < 60)}" || ok=0
+[ $((srv_hwm / 1024)) -lt 150 ] || ok=0
+[ $(($(val rss_peak_kb) / 1024)) -lt 100 ] || ok=0
+echo "  targets (all, < 60 s, server < 150 MB, simulator < 100 MB): $([ $ok = 1 ] && echo met || echo MISSED)"
