@@ -627,6 +627,8 @@ static void scan_log(sc_run_t *run, sc_dev_t *d) {
     if (l && line[l - 1] != '\n')
       break; /* partial line: next time */
     d->log_off += (long)l;
+    if (strstr(line, "boot: SAFE_MODE"))
+      d->ever_safe = 1;
     char *p = strstr(line, "event: published ");
     const char *rej = strstr(line, "staged module invalid: ");
     if (!rej)
@@ -648,6 +650,87 @@ static void scan_log(sc_run_t *run, sc_dev_t *d) {
     if (q2)
       *q2 = 0;
     record(run, p, q1 ? q1 + 1 : "", 1, d);
+  }
+  fclose(f);
+}
+
+static sc_job_t *job_slot(sc_dev_t *d, int id) {
+  for (int i = 0; i < d->njobs; i++)
+    if (d->jobs[i].id == id)
+      return &d->jobs[i];
+  if (d->njobs >= SC_MAX_JOBS)
+    return NULL;
+  sc_job_t *x = &d->jobs[d->njobs++];
+  memset(x, 0, sizeof *x);
+  x->id = id;
+  snprintf(x->state, sizeof x->state, "QUEUED");
+  return x;
+}
+
+/* The server log's job lines (it runs with -v): every job and transition,
+ * also those too quick for the GET polling to see. */
+static void scan_server_log(sc_run_t *run) {
+  static long off;
+  char path[600], line[1024];
+  snprintf(path, sizeof path, "%s/server.log", run->dir);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return;
+  fseek(f, 0, SEEK_END);
+  if (ftell(f) < off) /* a restart truncates nothing, but be safe */
+    off = 0;
+  fseek(f, off, SEEK_SET);
+  while (fgets(line, sizeof line, f)) {
+    size_t l = strlen(line);
+    if (l && line[l - 1] != '\n')
+      break;
+    off += (long)l;
+    line[l - 1] = 0;
+    char *p = strstr(line, "ota: "), hex[25], file[96], fch, st_old[16],
+         st_new[16];
+    unsigned id, n, v, bytes;
+    if (!p || sscanf(p, "ota: %24s job %u", hex, &id) != 2)
+      continue;
+    sc_dev_t *d = dev_by_hex(run, hex);
+    char *rest = strstr(p, " job ");
+    rest = rest ? strchr(rest + 5, ' ') : NULL;
+    sc_job_t *x = d && rest ? job_slot(d, (int)id) : NULL;
+    if (!x)
+      continue;
+    rest++;
+    if (!strncmp(rest, "queued", 6)) {
+      char *c = strstr(rest, ": ");
+      if (c && sscanf(c + 2, "%95s %c/%u v%u, %u bytes", file, &fch, &n, &v,
+                      &bytes) == 5) {
+        snprintf(x->file, sizeof x->file, "%s", file);
+        x->f = fch;
+        x->n = n;
+        x->v = v;
+        x->total = bytes;
+      }
+    } else if (!strncmp(rest, "cancelled", 9)) {
+      snprintf(x->state, sizeof x->state, "CANCELLED");
+    } else if (sscanf(rest, "(%c/%u v%u) %15s => %15s", &fch, &n, &v, st_old,
+                      st_new) == 5) {
+      x->f = fch;
+      x->n = n;
+      x->v = v;
+      snprintf(x->state, sizeof x->state, "%s", st_new);
+      char *why = strstr(rest, "=> ");
+      why = why ? strchr(why, '(') : NULL;
+      say(run, "%s: OTA job %u %c/%u v%u %s => %s%s%s", d->name, id, fch, n, v,
+          x->file, st_new, why ? " " : "", why ? why : "");
+      if (!strcmp(st_new, "DONE") || !strcmp(st_new, "FAILED")) {
+        snprintf(x->result, sizeof x->result, "%s",
+                 st_new[0] == 'D' ? "ok" : "failed");
+        if (why) {
+          snprintf(x->why, sizeof x->why, "%s", why + 1);
+          size_t w = strlen(x->why);
+          if (w && x->why[w - 1] == ')')
+            x->why[w - 1] = 0;
+        }
+      }
+    }
   }
   fclose(f);
 }
@@ -767,10 +850,6 @@ static void poll_device(sc_run_t *run, sc_dev_t *d) {
     }
     free(txt);
   }
-  int before = d->njobs;
-  char old[SC_MAX_JOBS][16];
-  for (int i = 0; i < d->njobs; i++)
-    snprintf(old[i], sizeof old[i], "%s", d->jobs[i].state);
   size_t i;
   json_t *j;
   json_t *q = json_object_get(o, "ota_queue");
@@ -789,12 +868,6 @@ static void poll_device(sc_run_t *run, sc_dev_t *d) {
   job_from_json(d, json_object_get(o, "last_ota"));
   job_from_json(d, json_object_get(o, "ota"));
   json_array_foreach(q, i, j) job_from_json(d, j);
-  for (int k = 0; k < d->njobs; k++) {
-    sc_job_t *x = &d->jobs[k];
-    if (k >= before || strcmp(old[k], x->state))
-      say(run, "%s: OTA job %d %c/%u v%u %s %s%s%s", d->name, x->id, x->f, x->n,
-          x->v, x->file, x->state, x->why[0] ? ": " : "", x->why);
-  }
   json_decref(o);
 }
 
@@ -1054,6 +1127,7 @@ int sc_run(sc_run_t *run) {
       continue;
     next_poll = now + POLL_MS / 1000.0;
     int all_ok = 1, busy = 0;
+    scan_server_log(run);
     for (int i = 0; i < run->ndev; i++) {
       sc_dev_t *d = &run->dev[i];
       check_exit(run, d);
@@ -1094,5 +1168,6 @@ int sc_run(sc_run_t *run) {
   stop_all(run);
   for (int i = 0; i < run->ndev; i++)
     scan_log(run, &run->dev[i]);
+  scan_server_log(run);
   return 0;
 }
