@@ -23,6 +23,7 @@
 #define HS_POLL_MS 50u /* poll a handshake's real-time timers (real ms) */
 #define HS_WAIT_MS 10u /* re-check a capped connect after (real ms) */
 #define DROP_LINK_DEFAULT_MS 20000u
+#define FINISH_WAIT_MS 5000u /* wait_confirmable() default (device ms) */
 
 void (*sim_dev_fd_hook)(sim_dev_t *d, int old_fd, int new_fd);
 sim_dev_t *sim_log_dev; /* the device being served (log prefix) */
@@ -214,6 +215,7 @@ void sim_dev_start(sim_dev_t *d, uint64_t at) {
 /* ---- link ---------------------------------------------------------------- */
 
 static void deliver_down(sim_dev_t *d, const uint8_t *b, size_t len);
+static int reset_waits(const sim_dev_t *d);
 
 static void set_fd(sim_dev_t *d, int fd);
 
@@ -375,24 +377,11 @@ static void rx_effects(sim_dev_t *d) {
         OTA_LOGI("ota: begin: %u bytes, store %u, address 0x%x, %s",
                  rep.file_size, rep.store, (unsigned)rep.address,
                  rep.fast ? "fast OTA" : "normal (chunk by chunk)");
-      } else if (rep.kind == OTA_RX_EV_APPLY) {
-        int rc = ota_device_queue_staged(&d->dev, d->staging, rep.file_size);
-        ota_finished(d, "received", rep.file_size);
-        d->n.otas_ok++;
-        d->n.ota_bytes += rep.file_size;
-        if (rc)
-          OTA_LOGE("ota: verified but not queued: %s", ota_strerror(rc));
-        else
-          OTA_LOGI("ota: verified %u bytes: queued for the bootloader (%d "
-                   "pending)",
-                   rep.file_size, d->dev.npending);
-        save(d);
-        staging_free(d);
-      } else if (rep.kind == OTA_RX_EV_REJECT) {
-        d->n.otas_rejected++;
-        OTA_LOGW("ota: rejected (%d, %s): %s; keeping the old firmware",
-                 rep.syserr, ota_strerror(rep.err), rep.why);
-        staging_free(d);
+      } else if (rep.kind == OTA_RX_EV_APPLY || rep.kind == OTA_RX_EV_REJECT) {
+        /* Finished after the reply (2.04 with the result) has gone out:
+         * finish_ota() from settle(). */
+        d->fin = rep;
+        d->fin_pending = 1;
       }
       break;
     case OTA_FX_REBOOT:
@@ -830,7 +819,8 @@ static void deliver_down(sim_dev_t *d, const uint8_t *b, size_t len) {
   }
   uint8_t in[MSG_MAX];
   int n;
-  while (d->t && !d->reboot && (n = d->t->ops->recv(d->t, in, sizeof in))) {
+  while (d->t && (!d->reboot || (!d->fin_pending && reset_waits(d))) &&
+         (n = d->t->ops->recv(d->t, in, sizeof in))) {
     if (n < 0) {
       OTA_LOGE("connection: lost: %s", ota_strerror(n));
       d->fatal = n == OTA_EREFUSED;
@@ -847,11 +837,63 @@ static void deliver_down(sim_dev_t *d, const uint8_t *b, size_t len) {
   }
 }
 
+/* Spark_Finish_Firmware_Update: queue the valid module for the bootloader
+ * (or drop a rejected one) and save, once the UpdateDone reply has left. */
+static void finish_ota(sim_dev_t *d) {
+  const ota_rx_report_t *rep = &d->fin;
+  d->fin_pending = 0;
+  if (rep->kind == OTA_RX_EV_APPLY) {
+    int rc = ota_device_queue_staged(&d->dev, d->staging, rep->file_size);
+    ota_finished(d, "received", rep->file_size);
+    d->n.otas_ok++;
+    d->n.ota_bytes += rep->file_size;
+    if (rc)
+      OTA_LOGE("ota: verified but not queued: %s", ota_strerror(rc));
+    else
+      OTA_LOGI("ota: verified %u bytes: queued for the bootloader (%d "
+               "pending)",
+               rep->file_size, d->dev.npending);
+    save(d);
+  } else {
+    d->n.otas_rejected++;
+    OTA_LOGW("ota: rejected (%d, %s): %s; keeping the old firmware",
+             rep->syserr, ota_strerror(rep->err), rep->why);
+  }
+  staging_free(d);
+}
+
+/* Uplink datagrams the link still holds (handed to the modem). */
+static size_t uplink_held(const sim_dev_t *d) {
+  size_t n = 0;
+  for (size_t i = 0; i < d->nq; i++)
+    n += d->q[i].dir == OTA_LINK_UP;
+  return n;
+}
+
+/* An update reset waits (DTLSProtocol::wait_confirmable, up to
+ * FINISH_WAIT_MS) for its CON messages to be acknowledged, and always for
+ * the datagrams already handed to the modem to leave. */
+static int reset_waits(const sim_dev_t *d) {
+  if (d->reboot != 1 || d->fail)
+    return 0;
+  if (uplink_held(d))
+    return 1;
+  return ota_coap_chan_pending_count(&d->ch) && dnow(d) < d->reset_by;
+}
+
 /* After handling: a failure or a reboot ends the connection. */
 static void settle(sim_dev_t *d) {
   if (d->phase != SIM_ONLINE)
     return;
-  if (d->fail) {
+  if (d->fin_pending) {
+    finish_ota(d);
+    d->reset_by = dnow(d) + FINISH_WAIT_MS;
+    if (reset_waits(d))
+      OTA_LOGI("reboot: pending: %zu datagram(s) still on the uplink, %zu "
+               "CON message(s) unacknowledged",
+               uplink_held(d), ota_coap_chan_pending_count(&d->ch));
+  }
+  if (d->fail && (!d->reboot || d->fatal)) {
     OTA_LOGE("connection: %s", d->fail);
     d->n.reconnects += !d->fatal;
     int fatal = d->fatal;
@@ -861,6 +903,10 @@ static void settle(sim_dev_t *d) {
       d->wake_at = dnow(d) + RECONNECT_MS;
     }
   } else if (d->reboot) {
+    if (reset_waits(d))
+      return;
+    if (d->fail)
+      OTA_LOGW("connection: %s while the reset was pending", d->fail);
     int safe = d->reboot == 2;
     OTA_LOGI("reboot: %s",
              safe ? "safe mode requested" : "after the OTA update");
@@ -961,6 +1007,9 @@ uint64_t sim_dev_next_deadline(const sim_dev_t *d) {
     dl = r;
   if (d->hello_acked && !d->ping_out && d->last_io + KEEPALIVE_MS < dl)
     dl = d->last_io + KEEPALIVE_MS;
+  if (d->reboot == 1 && ota_coap_chan_pending_count(&d->ch) &&
+      d->reset_by >= dnow(d) && d->reset_by < dl)
+    dl = d->reset_by; /* the pending update reset */
   return dl;
 }
 

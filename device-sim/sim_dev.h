@@ -127,7 +127,13 @@ typedef struct {
   uint64_t hs_poll_at; /* HANDSHAKE: device ms to step mbedTLS's timers */
   int exiting;         /* sim_dev_free() runs: fleets save state now */
   uint64_t ota_t0, ota_real0;
-  int exit_code;                    /* DEAD: 1 refused, 3 hard fault */
+  /* OTA finish: the 2.04 leaves first, then the module is queued (fin), then
+   * the reset waits for the uplink (docs/PROTOCOL.md "Device: finishing an
+   * update") */
+  ota_rx_report_t fin;
+  int fin_pending;
+  uint64_t reset_by; /* device ms: reset even if CONs are still unacked */
+  int exit_code;     /* DEAD: 1 refused, 3 hard fault */
   sim_transport_stats_t last_stats; /* of the last closed transport */
   sim_dev_counters_t n;
 } sim_dev_t;
