@@ -575,10 +575,24 @@ static void sending_to_rebooting(srv_device_t *d, unsigned hellos,
 
 void srv_ota_on_hello(srv_device_t *d) {
   struct srv_ota *o = d->ota;
-  if (o && o->n && o->q[0].state == SRV_JOB_SENDING && o->tx.n_done_sent)
+  if (o && o->n && o->q[0].state == SRV_JOB_SENDING &&
+      (o->tx.n_done_sent || (d->hello_flags & 1)))
     sending_to_rebooting(d, d->hellos - 1,
-                         "new Hello before the UpdateDone reply: the "
-                         "describe decides");
+                         d->hello_flags & 1
+                             ? "new Hello with the OTA-applied flag: the "
+                               "describe confirms"
+                             : "new Hello before the UpdateDone reply: the "
+                               "describe decides");
+  else if (o && o->n && o->q[0].state == SRV_JOB_SENDING) {
+    /* The device reconnected mid-transfer (no UpdateDone yet, flag clear):
+     * its receiver forgot the transfer. Send it again from zero once the
+     * describe after this Hello comes (start_next). */
+    ota_tx_free(&o->tx);
+    o->ping_mid = -1;
+    o->pong_due = 0;
+    set_state(d, &o->q[0], SRV_JOB_QUEUED,
+              "new Hello during the transfer: restart from zero");
+  }
   if (o && o->n && o->q[0].state == SRV_JOB_REBOOTING)
     OTA_LOGI("ota: %s back after the reboot (Hello flags 0x%02x)", d->id,
              d->hello_flags);
