@@ -234,6 +234,23 @@ static uint8_t *img_own(ota_device_t *dev, uint8_t *buf, size_t len) {
   return dev->images ? ota_imgstore_adopt(dev->images, buf, len) : buf;
 }
 
+/* The integrity defects (CRC, truncation) of a held image: hashed once per
+ * shared image, not once per device and boot (a fleet boots thousands of
+ * times over the same few images). */
+static uint32_t img_defects(ota_device_t *dev, const uint8_t *buf, size_t len) {
+  uint32_t d;
+  if (dev->images && ota_imgstore_memo_get(dev->images, buf, len, &d) == 0)
+    return d;
+  ota_module_t m;
+  ota_module_report_t rep;
+  ota_module_parse(buf, len, &m);
+  ota_module_validate(&m, len, &rep);
+  d = rep.defects & (OTA_MODDEF_CRC | OTA_MODDEF_TRUNCATED);
+  if (dev->images)
+    ota_imgstore_memo_set(dev->images, buf, len, d);
+  return d;
+}
+
 static void img_drop(ota_device_t *dev, uint8_t *buf) {
   if (dev->images)
     ota_imgstore_release(dev->images, buf);
@@ -521,12 +538,8 @@ static void check_slots(ota_device_t *dev) {
     if (!v[s].present)
       continue;
     const ota_module_info_t *in = &v[s].info;
-    ota_module_t m;
-    ota_module_report_t rep;
     c->vc = OTA_VALID_ALL;
-    ota_module_parse(dev->slot[s].buf, dev->slot[s].len, &m);
-    ota_module_validate(&m, dev->slot[s].len, &rep);
-    if (!(rep.defects & (OTA_MODDEF_CRC | OTA_MODDEF_TRUNCATED)))
+    if (!img_defects(dev, dev->slot[s].buf, dev->slot[s].len))
       c->vv |= OTA_VALID_INTEGRITY;
     if (in->platform == OTA_PLATFORM_ELECTRON)
       c->vv |= OTA_VALID_PLATFORM;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "otalab/crc32.h"
+#include "otalab/err.h"
 #include "otalab/imgstore.h"
 
 void ota_imgstore_init(ota_imgstore_t *s) {
@@ -76,6 +77,33 @@ void ota_imgstore_release(ota_imgstore_t *s, uint8_t *buf) {
     }
   }
   free(buf);
+}
+
+static ota_img_entry_t *find(const ota_imgstore_t *s, const uint8_t *buf,
+                             size_t len) {
+  for (size_t i = 0; s && buf && i < s->n; i++)
+    if (s->e[i].refs && s->e[i].buf == buf && s->e[i].len == len)
+      return &s->e[i];
+  return NULL;
+}
+
+int ota_imgstore_memo_set(ota_imgstore_t *s, const uint8_t *buf, size_t len,
+                          uint32_t val) {
+  ota_img_entry_t *e = find(s, buf, len);
+  if (!e)
+    return OTA_ENOENT;
+  e->memo = val;
+  e->has_memo = 1;
+  return 0;
+}
+
+int ota_imgstore_memo_get(const ota_imgstore_t *s, const uint8_t *buf,
+                          size_t len, uint32_t *val) {
+  const ota_img_entry_t *e = find(s, buf, len);
+  if (!e || !e->has_memo)
+    return OTA_ENOENT;
+  *val = e->memo;
+  return 0;
 }
 
 size_t ota_imgstore_count(const ota_imgstore_t *s) {

@@ -8,8 +8,11 @@
 # usage: fleet.sh BUILD_DIR
 #   OTALAB_BENCH_DEVICES=N (1000)  OTALAB_BENCH_RATE=N first connects/s (100)
 #   OTALAB_BENCH_HS=N handshakes in flight (24)  OTALAB_BENCH_TIMEOUT=S (300)
-#   OTALAB_BENCH_SERVER_ARGS / OTALAB_BENCH_DEVICE_ARGS: extra options (-v ...)
+#   OTALAB_BENCH_SERVER_ARGS, OTALAB_BENCH_DEVICE_ARGS (default -q): more options
 #   OTALAB_BENCH_CACHE=DIR device key pairs kept across runs (BUILD/bench-keys)
+#   OTALAB_BENCH_TMP=DIR where the server's data dir goes (default /dev/shm when
+#   present: the server fsyncs its job files at every queue change, and a disk's
+#   fsync latency, not CPU, would be measured; OTALAB_BENCH_TMP=/tmp shows it)
 # Targets: all succeed, < 60 s, server peak RSS < 150 MB, simulator < 100 MB.
 set -uo pipefail
 B=$(cd "${1:?build dir}" && pwd)
@@ -25,7 +28,9 @@ CACHE=${OTALAB_BENCH_CACHE:-$B/bench-keys}
 TOKEN=otalab-bench-token
 PRODUCT=4242
 IDBASE=b0b000000000000000000000
-T=$(mktemp -d /tmp/otalab-bfleet.XXXXXX)
+TMPD=${OTALAB_BENCH_TMP:-/tmp}
+[ -z "${OTALAB_BENCH_TMP:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] && TMPD=/dev/shm
+T=$(mktemp -d "$TMPD/otalab-bfleet.XXXXXX")
 SPID=
 cleanup() {
   [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
@@ -38,6 +43,7 @@ die() {
   for f in "$T"/server.log "$T"/fleet.log; do [ -f "$f" ] && tail -15 "$f" >&2; done
   exit 1
 }
+cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null; } # utime+stime
 hwm_kb() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
 ms() { echo $(($(date +%s%N) / 1000000)); }
 
@@ -69,7 +75,7 @@ t_setup=$(ms)
 "$DEVICE" --count "$N" --mix 0.6.1:1 --id-base $IDBASE --product $PRODUCT \
   --server 127.0.0.1:$COAP --server-cert "$T/keys/server.crt.pem" --api "$U" --token $TOKEN \
   --state-dir "$T/state" --fixtures "$FIX" --connect-rate "$RATE" --max-handshakes "$HS" \
-  --until 0.6.2 --duration "$TIMEOUT" -q ${OTALAB_BENCH_DEVICE_ARGS:-} >"$T/fleet.out" 2>"$T/fleet.log" &
+  --until 0.6.2 --duration "$TIMEOUT" ${OTALAB_BENCH_DEVICE_ARGS:--q} >"$T/fleet.out" 2>"$T/fleet.log" &
 FPID=$!
 for _ in $(seq 6000); do
   grep -q 'connecting at' "$T/fleet.log" && break
@@ -78,10 +84,12 @@ for _ in $(seq 6000); do
 done
 t0=$(ms)
 setup_s=$(awk "BEGIN {printf \"%.1f\", ($t0 - $t_setup) / 1000}")
-srv_hwm=0
+srv_hwm=0 srv_cpu0=$(cpu_s $SPID) fcpu=0
 while kill -0 $FPID 2>/dev/null; do
   h=$(hwm_kb $SPID)
   [ -n "$h" ] && srv_hwm=$h
+  c=$(cpu_s $FPID)
+  [ -n "$c" ] && fcpu=$c
   sleep 0.5
 done
 wait $FPID
@@ -89,6 +97,7 @@ rc=$?
 t1=$(ms)
 h=$(hwm_kb $SPID)
 [ -n "$h" ] && srv_hwm=$h
+srv_cpu=$(awk "BEGIN {printf \"%.1f\", $(cpu_s $SPID) - $srv_cpu0}")
 cp -n "$T"/state/*.pem "$CACHE/" 2>/dev/null
 sum=$(grep '^fleet: ' "$T/fleet.out")
 [ -n "$sum" ] || die "no fleet summary (exit $rc)"
@@ -96,13 +105,14 @@ val() { echo "$sum" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 at=$(grep -c '^device .* release 0.6.2 state RUNNING_APP' "$T/fleet.out")
 wall=$(awk "BEGIN {printf \"%.1f\", ($t1 - $t0) / 1000}")
 pay=$(val payload_bytes)
-jobs_ok=$(grep -c 'SENDING => DONE\|=> DONE' "$T/server.log")
+jobs_ok=$(grep -c 'job [0-9]* (.*) REBOOTING => DONE' "$T/server.log")
 echo "bench/fleet: $N x 0.6.1 product devices, app needing 0.6.2 released, healed via s/3 s/1 s/2"
-echo "  connect rate $RATE/s, at most $HS handshakes in flight, setup (keys + REST) ${setup_s} s"
+echo "  connect rate $RATE/s, at most $HS handshakes in flight, setup (keys + REST) ${setup_s} s, data in $TMPD"
 echo "  healed: $at / $N (fleet exit $rc; server jobs done: $jobs_ok, otas on devices: $(val otas))"
 echo "  wall time: $wall s   devices/s: $(awk "BEGIN {printf \"%.1f\", $at / $wall}")"
 echo "  module payload: $(awk "BEGIN {printf \"%.1f MB, %.2f MB/s\", $pay / 1e6, $pay / 1e6 / $wall}")"
 echo "  handshakes: full $(val full_hs), resumed $(val resumed_hs), failed $(val failed_hs); reconnects $(val reconnects)"
+echo "  CPU: server $srv_cpu s, simulator ~$fcpu s (2 cores shared)"
 echo "  peak RSS: server $((srv_hwm / 1024)) MB, simulator $(($(val rss_peak_kb) / 1024)) MB"
 ok=1
 [ "$at" = "$N" ] || ok=0

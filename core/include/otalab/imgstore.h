@@ -18,6 +18,8 @@ typedef struct {
   size_t len;
   uint32_t crc;
   uint32_t refs;
+  uint32_t memo; /* a verdict on the bytes, set by the caller (see memo_set) */
+  int has_memo;
 } ota_img_entry_t;
 
 typedef struct ota_imgstore {
@@ -39,6 +41,15 @@ uint8_t *ota_imgstore_adopt(ota_imgstore_t *s, uint8_t *buf, size_t len);
 /* Drop one reference to an image returned by adopt(); the last one frees it.
  * A pointer the store does not hold is passed to free(). NULL is ignored. */
 void ota_imgstore_release(ota_imgstore_t *s, uint8_t *buf);
+/* Keep `val` with the held image buf[len] (a result computed from its bytes
+ * only, e.g. its integrity defects), so that other holders need not compute
+ * it again. Returns 0, or OTA_ENOENT when the store does not hold buf[len]. */
+int ota_imgstore_memo_set(ota_imgstore_t *s, const uint8_t *buf, size_t len,
+                          uint32_t val);
+/* The value memo_set() kept with buf[len]: 0 and *val, or OTA_ENOENT (not
+ * held, or nothing kept yet). */
+int ota_imgstore_memo_get(const ota_imgstore_t *s, const uint8_t *buf,
+                          size_t len, uint32_t *val);
 /* Number of distinct images held. */
 size_t ota_imgstore_count(const ota_imgstore_t *s);
 
