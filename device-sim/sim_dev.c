@@ -365,9 +365,12 @@ static void rx_effects(sim_dev_t *d) {
       if (rep.kind == OTA_RX_EV_BEGIN) {
         d->progress_q = 0;
         d->ota_t0 = dnow(d), d->ota_real0 = sim_real_ms();
-        /* The OTA region is only held while an update runs (a fleet cannot
-         * afford 128 KB per idle device). */
-        size_t cap = OTA_STAGING_SIZE;
+        /* The OTA region is only held while an update runs, and only as
+         * large as the announced file (a fleet cannot afford 128 KB per
+         * device); writes past it are refused below as past the region. */
+        size_t cap = rep.file_size && rep.file_size < OTA_STAGING_SIZE
+                         ? rep.file_size
+                         : OTA_STAGING_SIZE;
         if (d->staging_cap != cap) {
           staging_free(d);
           d->staging = calloc(1, cap);
