@@ -128,6 +128,8 @@ int srv_coap_send_mid(void *session, const ota_coap_msg_t *m, int *mid);
  */
 #define SRV_OTA_QUEUE 8
 #define SRV_OTA_REBOOT_TIMEOUT_MS 120000u
+#define SRV_OTA_HISTORY 20     /* ended jobs kept per device for GET */
+#define SRV_OTA_MAX_RESTARTS 3 /* Hellos mid-transfer before the job fails */
 
 typedef enum {
   SRV_JOB_QUEUED,
@@ -148,12 +150,18 @@ typedef enum {
 } srv_origin_t;
 const char *srv_origin_name(srv_origin_t o);
 
+/* A new request number: the jobs one request queues (the parts of one
+ * multi-file PUT) share it, and a failed job cancels only the jobs queued
+ * behind it with the same number (never 0). */
+unsigned srv_ota_new_batch(void);
 /* Copy mod[len] (already validated by the caller) into the device's queue,
  * save it under DATA/jobs/ (fsync + atomic rename) and start it if the
- * device is connected, described and idle. *job gets the job number.
+ * device is connected, described and idle. `batch` is the request's number
+ * (srv_ota_new_batch; 0 = a request of its own). *job gets the job number.
  * OTA_EFULL when SRV_OTA_QUEUE jobs are pending, OTA_ENOMEM. */
 int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
-                    const char *name, srv_origin_t origin, unsigned *job);
+                    const char *name, srv_origin_t origin, unsigned batch,
+                    unsigned *job);
 /* The queued or running job (QUEUED, SENDING or REBOOTING) that carries
  * module `ref`, or 0. */
 unsigned srv_ota_find(const srv_device_t *d, const ota_modref_t *ref);
@@ -182,8 +190,13 @@ void srv_ota_on_pong(srv_device_t *d, int mid);
 int srv_ota_sending(const srv_device_t *d);
 /* Run due OTA timers of every device; ms until the next one (<= 1000). */
 unsigned srv_ota_timers(srv_devices_t *t);
-/* The "ota" and "last_ota" JSON of a device, added to obj (a json_t*). */
+/* The "ota", "ota_queue", "last_ota" and "jobs" (history: the last
+ * SRV_OTA_HISTORY jobs, newest first, running and queued ones included) JSON
+ * of a device, added to obj (a json_t*). */
 void srv_ota_json(const srv_device_t *d, void *obj);
+/* The running job in brief: {"job","module":"s/1 v108","state","sent",
+ * "total"} (a new json_t*), or JSON null when no job is SENDING/REBOOTING. */
+void *srv_ota_brief_json(const srv_device_t *d);
 /* Free a device's jobs; safe twice. */
 void srv_ota_free(srv_device_t *d);
 
@@ -227,6 +240,10 @@ void srv_cloud_free(srv_device_t *d);
 #ifdef LWS_PRE
 extern const struct lws_protocols srv_protocols[];
 #endif
+/* The device-list fields of d (NULL: never seen) into obj (a json_t*):
+ * system_firmware_version, connected, safe_mode, product_id, development and
+ * ota (srv_ota_brief_json). */
+void srv_http_device_brief(const srv_device_t *d, void *obj);
 /* Set by main for the HTTP side's lookups. */
 extern srv_devices_t *srv_http_devices;
 extern size_t srv_http_max_upload;

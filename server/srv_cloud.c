@@ -181,7 +181,7 @@ static void heal_send(srv_device_t *d, struct srv_cloud *c,
            m.info.version != e->module.version)
     snprintf(why, cap, "%s is %c/%u v%u, not the module wanted", e->file,
              ota_fn_letter(m.info.func), m.info.index, m.info.version);
-  else if ((err = srv_ota_enqueue(d, mod, len, e->file, SRV_ORIGIN_HEALER,
+  else if ((err = srv_ota_enqueue(d, mod, len, e->file, SRV_ORIGIN_HEALER, 0,
                                   &job)) != 0)
     snprintf(why, cap, "cannot queue %s: %s", e->file, ota_strerror(err));
   free(mod);
@@ -273,7 +273,8 @@ static int product_app(srv_device_t *d, const ota_describe_t *desc) {
     char name[64];
     snprintf(name, sizeof name, "product-%u-v%u.bin", product, version);
     int err =
-        job ? 0 : srv_ota_enqueue(d, mod, len, name, SRV_ORIGIN_PRODUCT, &job);
+        job ? 0
+            : srv_ota_enqueue(d, mod, len, name, SRV_ORIGIN_PRODUCT, 0, &job);
     if (err)
       OTA_LOGW("cloud: %s cannot queue product firmware v%u: %s", d->id,
                version, ota_strerror(err));

@@ -60,6 +60,31 @@ static const char *system_version(json_t *desc, json_t *mods_out) {
   return r ? r->name : NULL;
 }
 
+void srv_http_device_brief(const srv_device_t *d, void *obj) {
+  json_t *o = obj,
+         *desc = d && d->describe ? json_loads(d->describe, 0, NULL) : NULL;
+  json_t *mods = json_array();
+  const char *sv = desc ? system_version(desc, mods) : NULL;
+  json_object_set_new(o, "system_firmware_version",
+                      sv ? json_string(sv) : json_null());
+  json_decref(mods);
+  json_decref(desc);
+  json_object_set_new(o, "connected", json_boolean(d && d->connected));
+  if (d) {
+    /* product_id, development, safe_mode (null before a describe) */
+    json_t *c = json_object();
+    srv_cloud_json(d, c);
+    json_object_set(o, "product_id", json_object_get(c, "product_id"));
+    json_object_set(o, "development", json_object_get(c, "development"));
+    json_object_set(o, "safe_mode", json_object_get(c, "safe_mode"));
+    json_decref(c);
+  } else {
+    json_object_set_new(o, "development", json_false());
+    json_object_set_new(o, "safe_mode", json_null());
+  }
+  json_object_set_new(o, "ota", srv_ota_brief_json(d));
+}
+
 static char *device_json(const char *id, unsigned *status) {
   srv_device_t *d = srv_devices_find(srv_http_devices, id);
   uint8_t der[160];
@@ -196,13 +221,13 @@ static char *flash(pss_t *pss) {
     return strdup("{\"ok\":false,\"errors\":[\"Device is not connected.\"]}");
   }
   json_t *jobs = json_array();
-  unsigned job = 0;
+  unsigned job = 0, batch = srv_ota_new_batch();
   for (size_t i = 0; i < nf; i++) {
     char name[64];
     snprintf(name, sizeof name, "%.*s", (int)files[i]->filename_len,
              files[i]->filename ? files[i]->filename : "");
     int err = srv_ota_enqueue(d, files[i]->data, files[i]->len, name,
-                              SRV_ORIGIN_USER, &job);
+                              SRV_ORIGIN_USER, batch, &job);
     if (err) {
       OTA_LOGW("http: PUT %s refused: cannot queue %s: %s (503)", id, name,
                ota_strerror(err));

@@ -17,6 +17,7 @@
 #include "otalab/msg.h"
 #include "otalab/ota_tx.h"
 #include "otalab/outbox.h"
+#include "otalab/rest.h"
 #include "srv.h"
 
 typedef struct {
@@ -37,6 +38,10 @@ typedef struct {
   uint64_t payload_sent; /* chunk payload bytes sent, resends included */
   uint32_t prog_sent;    /* progress event: last bytes reported ... */
   uint64_t prog_t;       /* ... and when */
+  unsigned batch;        /* request number: a failure cancels only its own */
+  unsigned restarts;     /* restarts from zero after a Hello mid-transfer */
+  int cancelled;         /* ended FAILED because a job of its batch failed */
+  int64_t w_queued, w_start, w_end; /* wall clock, ms since the epoch */
 } job_t;
 
 struct srv_ota {
@@ -47,9 +52,12 @@ struct srv_ota {
   int ping_mid; /* libcoap id of the transfer's outstanding ping, -1 none */
   int pong_due; /* its ACK came: handled at the next loop tick */
   int has_last;
+  job_t hist[SRV_OTA_HISTORY]; /* ended jobs (mod freed), a ring */
+  size_t nhist, hist_next;
 };
 
 static unsigned next_job = 1;
+static unsigned next_batch = 1;
 unsigned srv_ota_window;
 int srv_ota_gap_ms = -1;
 const char *srv_data_dir;
@@ -172,11 +180,12 @@ void srv_ota_save(const srv_device_t *d) {
     bin_name(d, j->id, bin, sizeof bin);
     snprintf(mod, sizeof mod, "%c/%u v%u", ota_fn_letter(j->ref.func),
              j->ref.index, j->ref.version);
-    json_array_append_new(jobs, json_pack("{s:i,s:s,s:s,s:s,s:s,s:s}", "job",
-                                          (json_int_t)j->id, "file", j->name,
-                                          "origin", srv_origin_name(j->origin),
-                                          "module", mod, "bin", bin, "state",
-                                          srv_job_state_name(j->state)));
+    json_array_append_new(
+        jobs,
+        json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:i}", "job", (json_int_t)j->id,
+                  "file", j->name, "origin", srv_origin_name(j->origin),
+                  "module", mod, "bin", bin, "state",
+                  srv_job_state_name(j->state), "batch", (json_int_t)j->batch));
   }
   json_t *root = json_pack("{s:s,s:b,s:o}", "id", d->id, "development",
                            d->development, "jobs", jobs);
@@ -207,6 +216,12 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static uint64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -220,8 +235,12 @@ static void set_state(srv_device_t *d, job_t *j, srv_job_state_t st,
            srv_job_state_name(j->state), srv_job_state_name(st), why);
   j->state = st;
   if (st == SRV_JOB_SENDING) {
-    j->u0 = d->usage;
-    j->payload_sent = 0;
+    if (!j->restarts) {
+      /* A restart keeps counting from the first start: the bytes sent again
+       * are the restart's cost (retransmissions). */
+      j->u0 = d->usage;
+      j->payload_sent = 0;
+    }
     j->prog_sent = 0;
     j->prog_t = now_ms();
     srv_emit("spark/flash/status", "started", d->id);
@@ -252,14 +271,25 @@ static void progress(srv_device_t *d, job_t *j) {
 
 static void start_next(srv_device_t *d);
 
+/* Keep a copy of an ended job (its bytes already freed) in the history. */
+static void hist_push(struct srv_ota *o, const job_t *j) {
+  o->hist[o->hist_next] = *j;
+  o->hist[o->hist_next].mod = NULL;
+  o->hist_next = (o->hist_next + 1) % SRV_OTA_HISTORY;
+  if (o->nhist < SRV_OTA_HISTORY)
+    o->nhist++;
+}
+
 /* Move q[0] to `last`, free its bytes, shift the queue, start the next. On
- * failure the rest of the queue is cancelled: the modules were meant to go
- * in order. */
+ * failure the jobs queued by the same request (the rest of one multi-file
+ * PUT) are cancelled: they were meant to go in order. Jobs of other requests
+ * stay: a user flashing one part per request sees each part sent. */
 static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
   struct srv_ota *o = d->ota;
   job_t *j = &o->q[0];
   snprintf(j->why, sizeof j->why, "%s", why);
   j->t_end = now_ms();
+  j->w_end = wall_ms();
   if (j->t_start) {
     j->usage = d->usage;
     srv_usage_sub(&j->usage, &j->u0);
@@ -278,18 +308,31 @@ static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
   remove_bin(d, j->id);
   o->last = *j;
   o->has_last = 1;
+  hist_push(o, j);
   memmove(&o->q[0], &o->q[1], (o->n - 1) * sizeof o->q[0]);
   o->n--;
-  if (st == SRV_JOB_FAILED) {
-    while (o->n) {
-      job_t *k = &o->q[0];
-      OTA_LOGW("ota: %s job %u cancelled: job %u failed", d->id, k->id,
-               o->last.id);
-      free(k->mod);
-      remove_bin(d, k->id);
-      memmove(&o->q[0], &o->q[1], (o->n - 1) * sizeof o->q[0]);
-      o->n--;
+  for (size_t i = 0; st == SRV_JOB_FAILED && i < o->n;) {
+    job_t *k = &o->q[i];
+    if (k->batch != o->last.batch) {
+      i++;
+      continue;
     }
+    OTA_LOGW("ota: %s job %u (%c/%u v%u) cancelled: job %u of the same "
+             "request failed",
+             d->id, k->id, ota_fn_letter(k->ref.func), k->ref.index,
+             k->ref.version, o->last.id);
+    snprintf(k->why, sizeof k->why,
+             "cancelled: job %u of the same request failed", o->last.id);
+    k->state = SRV_JOB_FAILED;
+    k->cancelled = 1;
+    k->t_end = now_ms();
+    k->w_end = wall_ms();
+    free(k->mod);
+    k->mod = NULL;
+    remove_bin(d, k->id);
+    hist_push(o, k);
+    memmove(&o->q[i], &o->q[i + 1], (o->n - i - 1) * sizeof o->q[0]);
+    o->n--;
   }
   srv_ota_save(d);
   job_t fin = o->last;
@@ -390,13 +433,18 @@ static void start_next(srv_device_t *d) {
   o->ping_mid = -1;
   o->pong_due = 0;
   ota_tx_init(&o->tx, &cfg);
-  j->t_start = now_ms();
+  if (!j->restarts || !j->t_start) {
+    j->t_start = now_ms();
+    j->w_start = wall_ms();
+  }
   j->us_start = now_us();
   j->us_data = j->us_sent = 0;
   j->sent = 0;
   j->total = (uint32_t)j->len;
-  set_state(d, j, SRV_JOB_SENDING, "device connected and described");
-  int err = ota_tx_start(&o->tx, j->mod, j->len, j->t_start, &outbox);
+  set_state(d, j, SRV_JOB_SENDING,
+            j->restarts ? "restart from zero after the describe"
+                        : "device connected and described");
+  int err = ota_tx_start(&o->tx, j->mod, j->len, now_ms(), &outbox);
   if (err) {
     ota_outbox_clear(&outbox);
     char why[96];
@@ -407,8 +455,13 @@ static void start_next(srv_device_t *d) {
   drain(d);
 }
 
+unsigned srv_ota_new_batch(void) {
+  return next_batch++;
+}
+
 int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
-                    const char *name, srv_origin_t origin, unsigned *job) {
+                    const char *name, srv_origin_t origin, unsigned batch,
+                    unsigned *job) {
   ota_module_t m;
   int err = ota_module_parse(mod, len, &m);
   if (err)
@@ -430,15 +483,18 @@ int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
   snprintf(j->name, sizeof j->name, "%s", name ? name : "");
   j->id = next_job++;
   j->origin = origin;
+  j->batch = batch ? batch : srv_ota_new_batch();
   j->state = SRV_JOB_QUEUED;
   j->total = (uint32_t)len;
   j->t_queued = now_ms();
+  j->w_queued = wall_ms();
   o->n++;
   *job = j->id;
   OTA_LOGI("ota: %s job %u queued (%s): %s %c/%u v%u, %zu bytes (%zu in "
-           "queue)",
+           "queue, request %u)",
            d->id, j->id, srv_origin_name(origin), j->name,
-           ota_fn_letter(j->ref.func), j->ref.index, j->ref.version, len, o->n);
+           ota_fn_letter(j->ref.func), j->ref.index, j->ref.version, len, o->n,
+           j->batch);
   if (!restoring) {
     char dir[4096], bin[64];
     jobs_dir(dir, sizeof dir);
@@ -525,13 +581,17 @@ size_t srv_ota_restore(srv_devices_t *t) {
       snprintf(bp, sizeof bp, "%s/%s", dir, bin ? bin : "");
       uint8_t *mod = bin ? read_all(bp, &len) : NULL;
       unsigned job = 0;
+      unsigned batch =
+          (unsigned)json_integer_value(json_object_get(jj, "batch"));
       if (old >= next_job)
         next_job = old + 1;
+      if (batch >= next_batch)
+        next_batch = batch + 1;
       int err =
           mod ? srv_ota_enqueue(
                     d, mod, len, file,
                     origin_of(json_string_value(json_object_get(jj, "origin"))),
-                    &job)
+                    batch, &job)
               : OTA_ENOENT;
       free(mod);
       if (err) {
@@ -585,13 +645,29 @@ void srv_ota_on_hello(srv_device_t *d) {
                                "describe decides");
   else if (o && o->n && o->q[0].state == SRV_JOB_SENDING) {
     /* The device reconnected mid-transfer (no UpdateDone yet, flag clear):
-     * its receiver forgot the transfer. Send it again from zero once the
-     * describe after this Hello comes (start_next). */
-    ota_tx_free(&o->tx);
+     * its receiver forgot the transfer. Send it again from zero as soon as
+     * the describe the greeting asks for comes (start_next), without waiting
+     * for ota_tx's timeouts; after SRV_OTA_MAX_RESTARTS of them, fail. */
+    job_t *j = &o->q[0];
+    char why[160];
     o->ping_mid = -1;
     o->pong_due = 0;
-    set_state(d, &o->q[0], SRV_JOB_QUEUED,
-              "new Hello during the transfer: restart from zero");
+    if (++j->restarts > SRV_OTA_MAX_RESTARTS) {
+      snprintf(why, sizeof why,
+               "device reconnected during the transfer %u times (last at "
+               "%u of %u bytes): given up",
+               j->restarts, j->sent, j->total);
+      j->chunks = o->tx.n_chunks_sent;
+      j->resent = o->tx.n_resent;
+      end_job(d, SRV_JOB_FAILED, why);
+    } else {
+      ota_tx_free(&o->tx);
+      snprintf(why, sizeof why,
+               "new Hello during the transfer (at %u of %u bytes): restart "
+               "%u of %u from zero at the describe",
+               j->sent, j->total, j->restarts, SRV_OTA_MAX_RESTARTS);
+      set_state(d, j, SRV_JOB_QUEUED, why);
+    }
   }
   if (o && o->n && o->q[0].state == SRV_JOB_REBOOTING)
     OTA_LOGI("ota: %s back after the reboot (Hello flags 0x%02x)", d->id,
@@ -716,7 +792,14 @@ unsigned srv_ota_timers(srv_devices_t *t) {
   return next <= now ? 1 : (unsigned)(next - now);
 }
 
-static json_t *job_json(const job_t *j, const ota_tx_t *tx) {
+static json_t *time_json(int64_t ms) {
+  char ts[32];
+  return ms && !ota_event_time(ms, ts, sizeof ts) ? json_string(ts)
+                                                  : json_null();
+}
+
+/* One job; `estimate` adds the planner's figure (an ota_plan_make call). */
+static json_t *job_json(const job_t *j, const ota_tx_t *tx, int estimate) {
   char f[2] = {ota_fn_letter(j->ref.func), 0}, n[8];
   snprintf(n, sizeof n, "%u", j->ref.index);
   json_t *o = json_pack("{s:i,s:s,s:{s:s,s:s,s:i},s:s,s:i,s:i}", "job",
@@ -730,21 +813,31 @@ static json_t *job_json(const job_t *j, const ota_tx_t *tx) {
     json_object_set_new(o, "transfer",
                         json_string(ota_tx_state_name(tx->state)));
   if (j->state == SRV_JOB_DONE || j->state == SRV_JOB_FAILED) {
-    json_object_set_new(
-        o, "result", json_string(j->state == SRV_JOB_DONE ? "ok" : "failed"));
+    json_object_set_new(o, "result",
+                        json_string(j->state == SRV_JOB_DONE ? "ok"
+                                    : j->cancelled           ? "cancelled"
+                                                             : "failed"));
     json_object_set_new(o, "why", json_string(j->why));
     if (j->t_sent)
       json_object_set_new(o, "transfer_ms",
                           json_integer((json_int_t)(j->t_sent - j->t_start)));
-    json_object_set_new(o, "total_ms",
-                        json_integer((json_int_t)(j->t_end - j->t_start)));
+    json_object_set_new(
+        o, "total_ms",
+        json_integer(j->t_start ? (json_int_t)(j->t_end - j->t_start) : 0));
     json_object_set_new(o, "chunks_sent", json_integer(j->chunks));
     json_object_set_new(o, "chunks_resent", json_integer(j->resent));
     if (j->t_start)
       json_object_set_new(o, "data_usage", srv_usage_json(&j->usage));
   }
   json_object_set_new(o, "origin", json_string(srv_origin_name(j->origin)));
-  json_object_set_new(o, "estimate", srv_cloud_estimate_json(&j->ref));
+  json_object_set_new(o, "request", json_integer(j->batch));
+  json_object_set_new(o, "bytes", json_integer((json_int_t)j->len));
+  json_object_set_new(o, "restarts", json_integer(j->restarts));
+  json_object_set_new(o, "queued_at", time_json(j->w_queued));
+  json_object_set_new(o, "started_at", time_json(j->w_start));
+  json_object_set_new(o, "ended_at", time_json(j->w_end));
+  if (estimate)
+    json_object_set_new(o, "estimate", srv_cloud_estimate_json(&j->ref));
   return o;
 }
 
@@ -752,20 +845,45 @@ void srv_ota_json(const srv_device_t *d, void *obj) {
   json_t *root = obj;
   const struct srv_ota *o = d->ota;
   json_t *cur = json_null(), *queued = json_array(), *last = json_null();
+  json_t *hist = json_array();
   if (o) {
     for (size_t i = 0; i < o->n; i++) {
-      json_t *jj = job_json(&o->q[i], i == 0 ? &o->tx : NULL);
+      json_t *jj = job_json(&o->q[i], i == 0 ? &o->tx : NULL, 1);
       if (i == 0 && o->q[0].state != SRV_JOB_QUEUED)
         cur = jj;
       else
         json_array_append_new(queued, jj);
     }
     if (o->has_last)
-      last = job_json(&o->last, NULL);
+      last = job_json(&o->last, NULL, 1);
+    /* Newest first: the queue from its end, then the ended jobs. */
+    for (size_t i = o->n; i-- > 0 && json_array_size(hist) < SRV_OTA_HISTORY;)
+      json_array_append_new(hist, job_json(&o->q[i], i ? NULL : &o->tx, 0));
+    for (size_t k = 0; k < o->nhist && json_array_size(hist) < SRV_OTA_HISTORY;
+         k++) {
+      size_t at = (o->hist_next + SRV_OTA_HISTORY - 1 - k) % SRV_OTA_HISTORY;
+      json_array_append_new(hist, job_json(&o->hist[at], NULL, 0));
+    }
   }
   json_object_set_new(root, "ota", cur);
   json_object_set_new(root, "ota_queue", queued);
   json_object_set_new(root, "last_ota", last);
+  json_object_set_new(root, "jobs", hist);
+}
+
+void *srv_ota_brief_json(const srv_device_t *d) {
+  const struct srv_ota *o = d ? d->ota : NULL;
+  if (!o || !o->n || o->q[0].state == SRV_JOB_QUEUED)
+    return json_null();
+  const job_t *j = &o->q[0];
+  char mod[32];
+  snprintf(mod, sizeof mod, "%c/%u v%u", ota_fn_letter(j->ref.func),
+           j->ref.index, j->ref.version);
+  return json_pack("{s:i,s:s,s:s,s:s,s:i,s:i,s:i}", "job", (json_int_t)j->id,
+                   "module", mod, "origin", srv_origin_name(j->origin), "state",
+                   srv_job_state_name(j->state), "sent", (json_int_t)j->sent,
+                   "total", (json_int_t)j->total, "queued",
+                   (json_int_t)(o->n - 1));
 }
 
 void srv_ota_free(srv_device_t *d) {

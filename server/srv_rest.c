@@ -247,6 +247,8 @@ static json_t *device_obj(const char *id) {
   } else {
     json_object_set_new(o, "last_heard", json_null());
   }
+  /* what the dashboard shows per row without a GET per device */
+  srv_http_device_brief(d, o);
   return o;
 }
 
