@@ -101,6 +101,14 @@ static int scenario_run_cmd(int argc, char **argv) {
     return rc;
   }
   char why[300];
+  if (!sc_mode_ok(&run, virt ? "virtual" : "real")) {
+    fprintf(stderr,
+            "otalab scenario: %s: its \"modes\" do not include %s mode%s\n",
+            run.file, virt ? "virtual" : "real",
+            virt ? "" : " (run it with --virtual)");
+    sc_free(&run);
+    return CLI_EXIT_USAGE;
+  }
   if (virt && !sc_virtual_supported(&run, why, sizeof why)) {
     fprintf(stderr, "otalab scenario: %s: --virtual: %s\n", run.file, why);
     sc_free(&run);

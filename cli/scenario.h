@@ -19,7 +19,7 @@
 
 #define SC_MAX_DEVICES 64
 #define SC_MAX_JOBS 32
-#define SC_MAX_EVENTS 256
+#define SC_MAX_EVENTS 1024
 
 /* One OTA job as GET /v1/devices/:id showed it last. */
 typedef struct {
@@ -105,6 +105,10 @@ typedef struct {
   sc_event_t ev[SC_MAX_EVENTS];
   int nev;
   char fail_setup[256]; /* why the run could not start, "" ok */
+  /* progress line (scenario_progress.c) */
+  int prog_tty;              /* 0 unknown, 1 shown, -1 never */
+  int prog_shown;            /* a line is on screen */
+  double prog_t0, prog_last; /* wall clock: start, last draw */
 } sc_run_t;
 
 /* Read and check FILE into run->spec and run->dev (names, releases, groups
@@ -126,6 +130,16 @@ double sc_now(const sc_run_t *run);
 int sc_run_virtual(sc_run_t *run);
 /* 1 when virtual mode can run the scenario, else 0 with why. */
 int sc_virtual_supported(const sc_run_t *run, char *why, size_t cap);
+/* 1 when the file's "modes" (default both) lists mode ("real", "virtual"). */
+int sc_mode_ok(const sc_run_t *run, const char *mode);
+/* Progress line (scenario_progress.c): on a TTY, unless --quiet or --json,
+ * one line updated in place (at most 10 times a second): devices done/total,
+ * bytes (vs the planner's estimates), t seconds (virtual: simulated, else
+ * elapsed), ETA (wall clock). sc_progress_clear() erases it (call before
+ * printing a log line); sc_progress_end() erases it for good. */
+void sc_progress(sc_run_t *run, double t, int simulated);
+void sc_progress_clear(sc_run_t *run);
+void sc_progress_end(sc_run_t *run);
 /* Free everything the run owns; safe twice. */
 void sc_free(sc_run_t *run);
 

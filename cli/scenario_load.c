@@ -5,14 +5,15 @@
 #include <string.h>
 
 #include "cli.h"
+#include "otalab/vnet.h"
 #include "scenario.h"
 
 static const char *const top_keys[] = {
-    "name",    "description", "timeout_s", "server",  "apps", "products",
-    "devices", "actions",     "expect",    "comment", NULL};
+    "name",    "description", "timeout_s", "server",  "apps",  "products",
+    "devices", "actions",     "expect",    "comment", "modes", NULL};
 static const char *const dev_keys[] = {
-    "id",    "device_id", "release", "product", "app",
-    "count", "link",      "expect",  "comment", NULL};
+    "id",   "device_id", "release", "product", "app", "count",
+    "link", "expect",    "comment", "faults",  NULL};
 static const char *const exp_keys[] = {
     "final_release",     "initial_release",  "safe_mode",  "running_app",
     "events_must",       "events_must_not",  "max_bytes",  "estimate_pct",
@@ -112,6 +113,18 @@ static int load_devices(sc_run_t *run) {
     json_t *app = json_object_get(d, "app");
     if (app && (e = app_ok(run, app)))
       return e;
+    json_t *faults = json_object_get(d, "faults"), *fj;
+    size_t fi;
+    if (faults && !json_is_array(faults))
+      return bad(run, "\"faults\" must be a list of otalab-device --fault "
+                      "specs");
+    json_array_foreach(faults, fi, fj) {
+      ota_vfault_t f;
+      if (ota_vsim_fault_parse(json_string_value(fj), &f))
+        return bad(run, "a fault must be drop-link-at-chunk:K[:MS], "
+                        "reset-during-ota:K, power-loss-during-apply or "
+                        "corrupt-chunk:K");
+    }
     json_t *prod = json_object_get(d, "product");
     if (prod && (!json_is_integer(prod) || json_integer_value(prod) < 0))
       return bad(run, "\"product\" must be a product id (a number)");
@@ -241,6 +254,16 @@ int sc_load(sc_run_t *run) {
     return CLI_EXIT_USAGE;
   json_t *w = json_object_get(ex, "within_s");
   run->within_s = json_is_number(w) ? json_number_value(w) : -1;
+  json_t *modes = json_object_get(run->spec, "modes"), *m;
+  size_t mi;
+  if (modes && (!json_is_array(modes) || !json_array_size(modes)))
+    return bad(run, "\"modes\" must be a non-empty list of \"real\", "
+                    "\"virtual\"");
+  json_array_foreach(modes, mi, m) {
+    const char *ms = json_string_value(m);
+    if (!ms || (strcmp(ms, "real") && strcmp(ms, "virtual")))
+      return bad(run, "\"modes\" must list \"real\" and/or \"virtual\"");
+  }
   json_t *srv = json_object_get(run->spec, "server");
   if (srv &&
       (!json_is_object(srv) || (json_object_get(srv, "args") &&
@@ -249,6 +272,18 @@ int sc_load(sc_run_t *run) {
   if ((e = load_devices(run)) || (e = load_products(run)) ||
       (e = load_actions(run)))
     return e;
+  return 0;
+}
+
+int sc_mode_ok(const sc_run_t *run, const char *mode) {
+  json_t *modes = json_object_get(run->spec, "modes"), *m;
+  size_t i;
+  if (!modes)
+    return 1;
+  json_array_foreach(modes, i, m) {
+    if (!strcmp(json_string_value(m), mode))
+      return 1;
+  }
   return 0;
 }
 

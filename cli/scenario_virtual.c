@@ -44,6 +44,7 @@ static void say(const vrun_t *v, const char *fmt, ...) {
     return;
   va_list ap;
   va_start(ap, fmt);
+  sc_progress_clear(v->run);
   printf("[%6.1fs] ", vnow(v));
   vprintf(fmt, ap);
   putchar('\n');
@@ -225,16 +226,49 @@ static void on_job(void *ud, size_t i, uint64_t t, const ota_csess_job_t *j) {
       x->file, x->state, x->why);
 }
 
+/* 1 when some device's events_must / events_must_not names `name`. */
+static int expected_name(const sc_run_t *run, const char *name) {
+  static const char *const keys[] = {"events_must", "events_must_not"};
+  for (int i = 0; i < run->ndev; i++) {
+    if (i && run->dev[i].expect == run->dev[i - 1].expect)
+      continue; /* a group shares its expectations */
+    for (int k = 0; k < 2; k++) {
+      size_t j;
+      json_t *e;
+      json_array_foreach(json_object_get(run->dev[i].expect, keys[k]), j, e) {
+        const char *n = json_is_string(e)
+                            ? json_string_value(e)
+                            : json_string_value(json_object_get(e, "name"));
+        if (n && !strcmp(n, name))
+          return 1;
+      }
+    }
+  }
+  return 0;
+}
+
 static void record(vrun_t *v, size_t i, const char *name, const char *data,
                    size_t len) {
   sc_run_t *run = v->run;
-  /* progress events would crowd out the rest of a long run */
+  char text[sizeof run->ev[0].data];
+  snprintf(text, sizeof text, "%.*s", (int)len, data ? data : "");
+  /* progress events would crowd out the rest of a long run; a fleet keeps
+   * only what the expectations ask about (and the device's own words), and
+   * one copy of each (device, name, data) */
   if (run->nev >= SC_MAX_EVENTS ||
       (!strcmp(name, "otalab/ota/progress") && run->nev >= SC_MAX_EVENTS / 2))
     return;
+  if (run->ndev > 8 && strncmp(name, "device/", 7)) {
+    if (!expected_name(run, name))
+      return;
+    for (int k = 0; k < run->nev; k++)
+      if (run->ev[k].dev == (int)i && !strcmp(run->ev[k].name, name) &&
+          !strcmp(run->ev[k].data, text))
+        return;
+  }
   sc_event_t *e = &run->ev[run->nev++];
   snprintf(e->name, sizeof e->name, "%s", name);
-  snprintf(e->data, sizeof e->data, "%.*s", (int)len, data ? data : "");
+  snprintf(e->data, sizeof e->data, "%s", text);
   e->t = vnow(v);
   e->from_device = !strncmp(name, "device/", 7);
   e->dev = (int)i;
@@ -307,6 +341,7 @@ static void poll_device(vrun_t *v, size_t i) {
   const ota_csess_t *cs = ota_vsim_cloud(v->vs, i);
   const ota_dsess_t *ds = ota_vsim_dsess(v->vs, i);
   const ota_vsim_stats_t *st = ota_vsim_stats(v->vs, i);
+  d->poll_t = vnow(v);
   d->up = d->down = 0;
   for (int k = 0; k < OTA_VB_COUNT; k++)
     d->up += st->up[k], d->down += st->down[k];
@@ -386,6 +421,8 @@ static int action_ready(vrun_t *v, json_t *a) {
   if (!strcmp(s, "start") || i < 0)
     return 1;
   const sc_dev_t *d = &v->run->dev[i];
+  if (d->act_t >= 0 && d->poll_t <= d->act_t)
+    return 0; /* one action after another: a sample after the previous one */
   int up = d->connected && d->described && !dev_busy(v, (size_t)i);
   if (!strcmp(s, "safe_mode"))
     return up && d->safe_mode;
@@ -457,6 +494,8 @@ static void do_action(vrun_t *v, json_t *a) {
     v->run->dev[i].starts++;
     say(v, "%s: powered on", v->run->dev[i].name);
   }
+  if (i >= 0)
+    v->run->dev[i].act_t = vnow(v);
 }
 
 /* ---- the run ---- */
@@ -505,6 +544,15 @@ static int add_devices(vrun_t *v) {
       return setup_fail(run, "%s: cannot provision %s: %s", d->name, d->release,
                         ota_strerror(rc < 0 ? rc : OTA_EINVAL));
     d->starts = 1;
+    json_t *fj;
+    json_array_foreach(json_object_get(spec, "faults"), k, fj) {
+      ota_vfault_t f;
+      if (ota_vsim_fault_parse(json_string_value(fj), &f) ||
+          ota_vsim_fault(v->vs, (size_t)i, &f))
+        return setup_fail(run, "%s: fault \"%s\": cannot arm", d->name,
+                          json_string_value(fj));
+      say(v, "%s: fault armed: %s", d->name, json_string_value(fj));
+    }
     say(v, "%s: %s device %s on %s%s%s, link %s", d->name,
         d->product ? "product" : "developer", d->hex, d->release,
         d->app[0] ? " + app " : "", d->app, link ? link : DEFAULT_LINK);
@@ -570,12 +618,14 @@ int sc_run_virtual(sc_run_t *run) {
       }
     } else
       ok_since = UINT64_MAX;
+    sc_progress(run, vnow(&v), 1);
     if (v.now >= limit) {
       say(&v, "timeout after %.0f s (virtual)", run->timeout_s);
       break;
     }
     v.now += POLL_MS;
   }
+  sc_progress_end(run);
   run->t_end = vnow(&v);
   if (!rc)
     say(&v, "simulated %.1f s in %llu events", run->t_end,

@@ -148,7 +148,8 @@ static void job_set_state(ota_csess_t *s, ota_csess_job_t *j,
            ota_job_state_name(j->state), ota_job_state_name(st), why);
   j->state = st;
   if (st == OTA_JOB_SENDING) {
-    j->payload_sent = 0;
+    if (!j->restarts) /* a restart's bytes are resends */
+      j->payload_sent = 0;
     j->prog_sent = 0;
     j->prog_t = now;
     emits(s, out, "spark/flash/status", "started");
@@ -503,7 +504,7 @@ static void on_hello(ota_csess_t *s, const ota_coap_msg_t *m, uint64_t now,
    * means the device reset or reconnected, its receiver forgot the transfer
    * (a lost 2.04 to UpdateDone otherwise leaves the healer waiting for a
    * describe that has already come). */
-  if (sending(s) && s->tx.state == OTA_TX_DONE_SENT) {
+  if (sending(s) && (s->tx.state == OTA_TX_DONE_SENT || (h.flags & 1))) {
     /* Every chunk is in and UpdateDone went out: the device may have taken
      * it (its 2.04 lost) and rebooted. The describe after this Hello says
      * whether the module is in, as after a normal reboot. */
@@ -516,9 +517,29 @@ static void on_hello(ota_csess_t *s, const ota_coap_msg_t *m, uint64_t now,
                   "Hello while UpdateDone awaited its answer: the describe "
                   "decides",
                   now, out);
-  } else if (sending(s))
-    end_job(s, OTA_JOB_FAILED, "device reconnected during the transfer", now,
-            out);
+  } else if (sending(s)) {
+    /* Reconnected mid-transfer (srv_ota_on_hello): the receiver forgot the
+     * transfer; send it again from zero at the describe this Hello brings,
+     * up to OTA_CSESS_MAX_RESTARTS times. */
+    ota_csess_job_t *j = &s->q[0];
+    char why[160];
+    if (++j->restarts > OTA_CSESS_MAX_RESTARTS) {
+      snprintf(why, sizeof why,
+               "device reconnected during the transfer %u times (last at %u "
+               "of %u bytes): given up",
+               j->restarts, j->sent, j->total);
+      j->chunks = s->tx.n_chunks_sent;
+      j->resent = s->tx.n_resent;
+      end_job(s, OTA_JOB_FAILED, why, now, out);
+    } else {
+      snprintf(why, sizeof why,
+               "new Hello during the transfer (at %u of %u bytes): restart %u "
+               "of %u from zero at the describe",
+               j->sent, j->total, j->restarts, OTA_CSESS_MAX_RESTARTS);
+      ota_tx_free(&s->tx);
+      job_set_state(s, j, OTA_JOB_QUEUED, why, now, out);
+    }
+  }
   s->hellos++;
   s->hello_flags = h.flags;
   s->hello_product = h.product_id;

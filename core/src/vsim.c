@@ -61,6 +61,9 @@ typedef struct {
   size_t nowned;
   bool off;         /* powered off (ota_vsim_power) */
   uint64_t rejects; /* device OTA rejections reported */
+  ota_vfault_t faults[OTA_VSIM_MAX_FAULTS];
+  bool fired[OTA_VSIM_MAX_FAULTS];
+  int nfaults;
 } vdev_t;
 
 typedef struct {
@@ -632,6 +635,17 @@ static void dev_effects(ota_vsim_t *vs, uint32_t i) {
   if (reboot >= 0) {
     go_down(vs, i);
     d->reboot_reason = reboot;
+    for (int k = 0; reboot == OTA_RESET_UPDATE && k < d->nfaults; k++)
+      if (d->faults[k].kind == OTA_VFAULT_POWER_APPLY && !d->fired[k] &&
+          d->dev.npending) {
+        /* the bootloader's copy never finishes: the slots stay queued and
+         * the next boot (power_down) copies them again */
+        d->fired[k] = true;
+        d->st.faults++;
+        d->reboot_reason = OTA_RESET_POWER_DOWN;
+        logf_(vs, "%llu %u fault power-loss-during-apply (%d queued)",
+              (unsigned long long)vs->now, i, d->dev.npending);
+      }
     at(vs, vs->now + vs->cfg.reboot_ms, i, EV_BOOT);
   } else if (d->ds.state == OTA_DSESS_DEAD) {
     mark_dead(vs, i, "device session dead");
@@ -727,12 +741,99 @@ static void cloud_chan_effects(ota_vsim_t *vs, uint32_t i, int retrans) {
   (void)retrans;
 }
 
+/* ---- faults (otalab-device's --fault, sim_dev.c chunk_faults) ---------- */
+
+int ota_vsim_fault_parse(const char *spec, ota_vfault_t *f) {
+  unsigned k = 0, ms = 0;
+  char tail;
+  memset(f, 0, sizeof *f);
+  if (!spec)
+    return OTA_EPARSE;
+  if (!strcmp(spec, "power-loss-during-apply"))
+    f->kind = OTA_VFAULT_POWER_APPLY;
+  else if (sscanf(spec, "drop-link-at-chunk:%u:%u%c", &k, &ms, &tail) == 2 ||
+           sscanf(spec, "drop-link-at-chunk:%u%c", &k, &tail) == 1)
+    f->kind = OTA_VFAULT_DROP_LINK, f->ms = ms ? ms : 20000;
+  else if (sscanf(spec, "reset-during-ota:%u%c", &k, &tail) == 1)
+    f->kind = OTA_VFAULT_RESET_OTA;
+  else if (sscanf(spec, "corrupt-chunk:%u%c", &k, &tail) == 1)
+    f->kind = OTA_VFAULT_CORRUPT;
+  else
+    return OTA_EPARSE;
+  f->chunk = k;
+  return 0;
+}
+
+int ota_vsim_fault(ota_vsim_t *vs, size_t i, const ota_vfault_t *f) {
+  if (i >= vs->n || !f || f->kind < OTA_VFAULT_DROP_LINK ||
+      f->kind > OTA_VFAULT_CORRUPT)
+    return OTA_EINVAL;
+  vdev_t *d = vs->d[i];
+  if (d->nfaults == OTA_VSIM_MAX_FAULTS)
+    return OTA_EFULL;
+  d->fired[d->nfaults] = false;
+  d->faults[d->nfaults++] = *f;
+  return 0;
+}
+
+/* A datagram is about to reach device i's session: apply its chunk faults.
+ * b is the event's own copy (a corrupted byte stays in it). True when the
+ * datagram must not be delivered (the link or the device went away). */
+static bool chunk_faults(ota_vsim_t *vs, uint32_t i, uint8_t *b, size_t len) {
+  vdev_t *d = vs->d[i];
+  ota_coap_msg_t m;
+  ota_msg_chunk_t c;
+  if (ota_coap_decode(b, len, &m) ||
+      ota_msg_classify(&m, OTA_DIR_TO_DEVICE) != OTA_MSG_CHUNK ||
+      ota_msg_chunk_parse(&m, &c))
+    return false;
+  uint32_t idx = c.has_index ? c.index : ota_rx_received(&d->ds.rx);
+  for (int k = 0; k < d->nfaults; k++) {
+    const ota_vfault_t *f = &d->faults[k];
+    if (d->fired[k] || f->kind == OTA_VFAULT_POWER_APPLY || f->chunk != idx)
+      continue;
+    d->fired[k] = true;
+    d->st.faults++;
+    if (f->kind == OTA_VFAULT_CORRUPT) {
+      if (!c.len)
+        continue;
+      b[(size_t)(c.data - b) + c.len / 2] ^= 0x5a;
+      logf_(vs, "%llu %u fault corrupt-chunk:%u", (unsigned long long)vs->now,
+            i, idx);
+      return false;
+    }
+    ota_dsess_on_down(&d->ds, vs->now,
+                      f->kind == OTA_VFAULT_DROP_LINK ? "link lost (fault)"
+                                                      : "reset (fault)",
+                      &vs->out);
+    ota_outbox_clear(&vs->out);
+    go_down(vs, i);
+    d->dt_at = UINT64_MAX;
+    if (f->kind == OTA_VFAULT_DROP_LINK) {
+      d->link.cfg.outage_start_ms = vs->now;
+      d->link.cfg.outage_end_ms = vs->now + f->ms;
+      logf_(vs, "%llu %u fault drop-link-at-chunk:%u:%u",
+            (unsigned long long)vs->now, i, idx, f->ms);
+      at(vs, vs->now + f->ms, i, EV_CONNECT);
+    } else {
+      d->reboot_reason = OTA_RESET_WATCHDOG;
+      logf_(vs, "%llu %u fault reset-during-ota:%u",
+            (unsigned long long)vs->now, i, idx);
+      at(vs, vs->now + vs->cfg.reboot_ms, i, EV_BOOT);
+    }
+    return true;
+  }
+  return false;
+}
+
 static void dgram_arrive(ota_vsim_t *vs, const ev_t *e) {
   vdev_t *d = vs->d[e->dev];
   if (d->dead)
     return;
   if (e->dir == OTA_LINK_DOWN) {
     if (d->conn != CONN_UP || e->epoch != d->epoch)
+      return;
+    if (d->nfaults && chunk_faults(vs, e->dev, e->b, e->len))
       return;
     ota_dsess_on_datagram(&d->ds, e->b, e->len, vs->now, &vs->out);
     dev_effects(vs, e->dev);

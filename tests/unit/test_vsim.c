@@ -1,6 +1,7 @@
 /* The virtual-time simulation (core/vsim) and the two session machines it
  * joins (core/dev_sess, core/cloud_sess): heal stories in virtual time. */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,4 +242,106 @@ Test(vsim, release_reaches_the_device_after_a_power_cycle) {
   cr_assert_eq(ota_vsim_device(vs, 0)->state, OTA_DEV_RUNNING_APP);
   cr_assert_eq(st->jobs_ok, 4, "the app, then s/3, s/1, s/2");
   ota_vsim_destroy(vs);
+}
+
+/* ---- injected faults (otalab-device's --fault syntax) ---- */
+
+typedef struct {
+  char spec[40]; /* inline: the parameters cross into the test's process */
+  uint32_t boots_extra;    /* boots beyond the fault-free run's */
+  bool retrans_more;       /* more retransmitted bytes than fault-free */
+  bool last_reset_powered; /* a boot with reason power_down after t=0 */
+} fault_case_t;
+
+static fault_case_t fault_cases[] = {
+    {"drop-link-at-chunk:230:3000", 0, true, false},
+    {"corrupt-chunk:100", 0, true, false},
+    {"reset-during-ota:50", 1, true, false},
+    {"power-loss-during-apply", 0, false, true},
+};
+
+typedef struct {
+  ota_vsim_stats_t st;
+  char release[24];
+  int power_down_events;
+} fault_run_t;
+
+static void count_power_down(void *ud, size_t dev, uint64_t t, const char *name,
+                             const char *data, size_t len) {
+  (void)dev;
+  if (t > 0 && !strcmp(name, "spark/device/last_reset") && len == 10 &&
+      !memcmp(data, "power_down", 10))
+    ((fault_run_t *)ud)->power_down_events++;
+}
+
+static fault_run_t run_fault(const char *spec) {
+  static uint8_t app[8192];
+  size_t al = make_app("0.6.2", app, sizeof app);
+  ota_vsim_t *vs = ota_vsim_new(&cat, NULL);
+  cr_assert_not_null(vs);
+  fault_run_t r;
+  memset(&r, 0, sizeof r);
+  ota_vsim_set_hooks(vs, count_power_down, NULL, &r);
+  ota_vsim_dev_spec_t sp = {.app = app, .app_len = al, .product_id = 4242};
+  snprintf(sp.name, sizeof sp.name, "dev");
+  snprintf(sp.release, sizeof sp.release, "0.6.1");
+  char err[128];
+  cr_assert_eq(ota_link_parse("2g,loss=0", &cat, &sp.link, err, sizeof err), 0,
+               "%s", err);
+  cr_assert_eq(ota_vsim_add(vs, &sp), 0);
+  if (spec) {
+    ota_vfault_t f;
+    cr_assert_eq(ota_vsim_fault_parse(spec, &f), 0, "%s", spec);
+    cr_assert_eq(ota_vsim_fault(vs, 0, &f), 0);
+  }
+  ota_vsim_run(vs, 0);
+  r.st = *ota_vsim_stats(vs, 0);
+  snprintf(r.release, sizeof r.release, "%s",
+           ota_device_release_name(ota_vsim_device(vs, 0)));
+  ota_vsim_destroy(vs);
+  return r;
+}
+
+ParameterizedTestParameters(vsim, fault_fires_and_the_heal_completes) {
+  return cr_make_param_array(fault_case_t, fault_cases,
+                             sizeof fault_cases / sizeof fault_cases[0]);
+}
+
+ParameterizedTest(fault_case_t *c, vsim, fault_fires_and_the_heal_completes) {
+  fault_run_t base = run_fault(NULL), r = run_fault(c->spec);
+  cr_assert_eq(base.st.faults, 0);
+  cr_assert_eq(r.st.faults, 1, "%s: fired %u times", c->spec, r.st.faults);
+  cr_assert(r.st.done, "%s: not done", c->spec);
+  cr_assert_str_eq(r.release, "0.6.2", "%s", c->spec);
+  cr_assert_eq(r.st.jobs_failed, 0, "%s: a job failed (a restart expected)",
+               c->spec);
+  cr_assert_eq(r.st.jobs_ok, base.st.jobs_ok, "%s", c->spec);
+  cr_assert_eq(r.st.boots, base.st.boots + c->boots_extra, "%s: %llu boots",
+               c->spec, (unsigned long long)r.st.boots);
+  uint64_t rb = r.st.down[OTA_VB_RETRANS] + r.st.up[OTA_VB_RETRANS];
+  uint64_t bb = base.st.down[OTA_VB_RETRANS] + base.st.up[OTA_VB_RETRANS];
+  if (c->retrans_more)
+    cr_assert_gt(rb, bb, "%s", c->spec);
+  cr_assert_eq(r.power_down_events > base.power_down_events,
+               c->last_reset_powered, "%s", c->spec);
+}
+
+Test(vsim, fault_specs_parse_as_otalab_device_does) {
+  ota_vfault_t f;
+  cr_assert_eq(ota_vsim_fault_parse("drop-link-at-chunk:7", &f), 0);
+  cr_assert_eq(f.kind, OTA_VFAULT_DROP_LINK);
+  cr_assert_eq(f.chunk, 7);
+  cr_assert_eq(f.ms, 20000);
+  cr_assert_eq(ota_vsim_fault_parse("drop-link-at-chunk:7:1500", &f), 0);
+  cr_assert_eq(f.ms, 1500);
+  static const char *const bad[] = {"",
+                                    "corrupt-chunk",
+                                    "corrupt-chunk:x",
+                                    "reset-during-ota:3:4",
+                                    "power-loss-during-apply:1",
+                                    "drop-link-at-chunk:1:2:3",
+                                    NULL};
+  for (int i = 0; bad[i]; i++)
+    cr_assert_eq(ota_vsim_fault_parse(bad[i], &f), OTA_EPARSE, "'%s'", bad[i]);
+  cr_assert_eq(ota_vsim_fault_parse(NULL, &f), OTA_EPARSE);
 }

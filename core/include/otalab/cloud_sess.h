@@ -130,8 +130,13 @@ typedef struct {
   uint32_t sent, total, prog_sent;
   uint64_t prog_t;
   uint32_t chunks, resent;
+  uint32_t restarts; /* Hellos mid-transfer that sent it again from zero */
   char why[160];
 } ota_csess_job_t;
+
+/* Hellos mid-transfer (no UpdateDone yet, no OTA-applied flag) that restart
+ * a job from zero before it fails (srv.h SRV_OTA_MAX_RESTARTS). */
+#define OTA_CSESS_MAX_RESTARTS 3
 
 typedef struct {
   int32_t kind;

@@ -80,6 +80,7 @@ typedef struct {
   uint64_t dgrams_up, dgrams_down, lost_up, lost_down;
   uint64_t full_hs, resumed_hs, failed_hs, boots;
   uint32_t jobs_ok, jobs_failed;
+  uint32_t faults; /* injected faults that fired */
   uint64_t t_done; /* virtual ms since the device's start, UINT64_MAX never */
   bool done;
 } ota_vsim_stats_t;
@@ -104,6 +105,38 @@ typedef bool (*ota_vsim_drop_fn)(void *ud, size_t dev, int dir,
 
 typedef struct ota_vsim ota_vsim_t;
 
+/* Injected faults, otalab-device's --fault syntax and outcomes (docs/
+ * PROTOCOL.md "Fleets and faults"); each fires once, at the first chunk with
+ * index K of any transfer (fast OTA: the chunk's index; normal: chunks
+ * received so far) or at the first update reboot.
+ *   drop-link-at-chunk:K[:MS]  the link is out MS ms (default 20000) both
+ *       ways; the device drops its cloud connection (the chunk is lost), its
+ *       receiver forgets the transfer, it reconnects (resumed) after MS
+ *   reset-during-ota:K   reset (watchdog) at chunk K: nothing was queued,
+ *       the old firmware boots (reboot_ms), then a resumed handshake
+ *   power-loss-during-apply  the update reboot loses power during the
+ *       bootloader copy: the next boot (reason power_down) copies the queued
+ *       modules again, whole or nothing
+ *   corrupt-chunk:K      a payload byte of chunk K is flipped before the
+ *       CRC check (fast: counted missed and resent; normal: 4.00) */
+typedef enum {
+  OTA_VFAULT_DROP_LINK = 1,
+  OTA_VFAULT_RESET_OTA = 2,
+  OTA_VFAULT_POWER_APPLY = 3,
+  OTA_VFAULT_CORRUPT = 4
+} ota_vfault_kind_t;
+
+typedef struct {
+  ota_vfault_kind_t kind;
+  uint32_t chunk; /* K */
+  uint32_t ms;    /* drop-link outage */
+} ota_vfault_t;
+
+#define OTA_VSIM_MAX_FAULTS 8
+
+/* Parse one SPEC (syntax above) into *f. 0 or OTA_EPARSE. */
+int ota_vsim_fault_parse(const char *spec, ota_vfault_t *f);
+
 /* NULL on allocation failure. cat is kept as a pointer. */
 ota_vsim_t *ota_vsim_new(const ota_catalog_t *cat, const ota_vsim_cfg_t *cfg);
 void ota_vsim_destroy(ota_vsim_t *vs);
@@ -122,6 +155,10 @@ int ota_vsim_flash(ota_vsim_t *vs, size_t dev, const uint8_t *mod, size_t len,
 /* Build a catalogue module (cached, shared): a view valid while vs lives. */
 int ota_vsim_module(ota_vsim_t *vs, uint8_t func, uint8_t index,
                     uint16_t version, const uint8_t **mod, size_t *len);
+
+/* Arm fault *f (copied) on device dev. OTA_EINVAL for a bad index or kind,
+ * OTA_EFULL after OTA_VSIM_MAX_FAULTS. */
+int ota_vsim_fault(ota_vsim_t *vs, size_t dev, const ota_vfault_t *f);
 
 /* Power: off = the device stops at once (no close_notify; the cloud keeps
  * its session until a new Hello); on = power-on boot now (a power cycle when
