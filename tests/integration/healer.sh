@@ -11,112 +11,68 @@ OTALAB=${1:?otalab binary}
 SERVER=${2:?otalab-server binary}
 DEVICE=${3:?otalab-device binary}
 FIX=${4:?fixtures dir (otalab mkfixtures)}
+. "$(dirname "$0")/lib.sh"
+otl_need curl python3
+otl_tmpdir healer
 P=0d0000000000000000000001 # product device, healed
 D=0d0000000000000000000002 # developer device, not healed
 K=0d0000000000000000000003 # server killed mid-OTA
 PRODUCT=4711
 TOKEN=otalab-healer-test-token
-AUTH="Authorization: Bearer $TOKEN"
-T=$(mktemp -d /tmp/otalab-healer.XXXXXX)
-PIDS=()
-SPID=
-cleanup() {
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  if [ "${FAILED:-0}" = 1 ]; then
-    echo "--- server log (tail)"; tail -n 60 "$T/server.log" 2>/dev/null
-    for f in "$T"/*.log; do
-      [ "$f" = "$T/server.log" ] || { echo "--- $f (tail)"; tail -n 25 "$f"; }
-    done
-  fi
-  if [ -n "${KEEP:-}" ]; then echo "logs kept in $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; FAILED=1; exit 1; }
-ok() { echo "ok: $*"; }
-command -v curl >/dev/null || { echo "SKIP: curl missing"; exit 77; }
-command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
-wait_for() { # seconds command...
-  local n=$(( $1 * 10 )); shift
-  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
-start_server() { # coap http [options]: ports (0 = any)
-  local cp=$1 hp=$2; shift 2
-  : >"$T/server.out"
-  "$SERVER" --coap-port "$cp" --http-port "$hp" --keys "$T/keys" \
-    --data "$T/data" --token $TOKEN --fixtures "$FIX" -v "$@" \
-    >"$T/server.out" 2>>"$T/server.log" &
-  SPID=$!
-  wait_for 10 grep -q '^listening ' "$T/server.out" || fail "server did not start"
-  COAP=$(sed -n 's/^listening coap=\([0-9]*\) http=.*/\1/p' "$T/server.out")
-  HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
-  U=http://127.0.0.1:$HTTP
-}
-dev_json() { curl -s --max-time 2 -H "$AUTH" "$U/v1/devices/$1"; }
-# jq-like check on GET /v1/devices/:id: python expression over d
-dev_has() { dev_json "$1" | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if ($2) else 1)" 2>/dev/null; }
-has_module() { # id f/n version
-  dev_has "$1" "d.get('connected') and any(m.get('f')+'/'+str(m.get('n'))=='$2' and m.get('v')==$3 and m.get('vv')==m.get('vc') for m in (d.get('describe') or {}).get('m',[]))"
-}
+dev_json() { otl_dev_json "$1"; }
+dev_has() { otl_dev_has "$@"; }
+has_module() { otl_has_module "$1" "$2" "$3" "m.get('vv')==m.get('vc')"; }
 run_device() { # id log-name extra args...
-  local id=$1 log=$2; shift 2
-  "$DEVICE" --id "$id" --key "$T/$id/$id.key.pem" --cert "$T/$id/$id.crt.pem" \
-    --server 127.0.0.1:$COAP --server-cert "$T/keys/server.crt.pem" \
-    --state "$T/$id.state" --fixtures "$FIX" "$@" -v >"$T/$log.out" 2>"$T/$log.log" &
-  DEVPID=$!
-  PIDS+=($DEVPID)
+  local id=$1 log=$2
+  shift 2
+  otl_start_device "$id" --log "$log" "$@"
 }
 count() { grep -c "$1" "$2" 2>/dev/null || true; }
 
-[ -f "$FIX/system-part1-0.6.2-electron.bin" ] || fail "no fixtures in $FIX"
-"$OTALAB" keys server --out "$T/keys" >/dev/null || fail "otalab keys server"
-mkdir -p "$T/data/devices"
-for id in $P $D $K; do
-  "$OTALAB" keys device --id $id --out "$T/$id" >/dev/null || fail "keys $id"
-done
-cp "$T/$D/$D.pub.pem" "$T/$K/$K.pub.pem" "$T/data/devices/"
-"$OTALAB" mkapp --requires 0.6.2 --out "$T/app062.bin" >/dev/null || fail "mkapp"
-start_server 0 0
-ok "server listening coap=$COAP http=$HTTP"
-curl -sf -H "$AUTH" -d id=$PRODUCT -d name=fleet "$U/v1/products" >/dev/null ||
-  fail "POST /v1/products"
-curl -sf -H "$AUTH" -d id=$P -d product_id=$PRODUCT \
+[ -f "$FIX/system-part1-0.6.2-electron.bin" ] || otl_fail "no fixtures in $FIX"
+otl_keys_server
+otl_device_keys $P $D $K
+otl_register_file $D $K
+"$OTALAB" mkapp --requires 0.6.2 --out "$T/app062.bin" >/dev/null || otl_fail "mkapp"
+otl_start_server --fixtures "$FIX"
+otl_ok "server listening coap=$COAP http=$HTTP"
+otl_curl -f -d id=$PRODUCT -d name=fleet "$U/v1/products" >/dev/null ||
+  otl_fail "POST /v1/products"
+otl_curl -f -d id=$P -d product_id=$PRODUCT \
   --data-urlencode "public_key@$T/$P/$P.pub.pem" "$U/v1/devices" >/dev/null ||
-  fail "POST /v1/devices (product device)"
-curl -s -N -H "$AUTH" "$U/v1/devices/$P/events" >"$T/sse_p" &
-PIDS+=($!)
-wait_for 5 grep -qs ':ok' "$T/sse_p" || fail "no :ok on the device's SSE stream"
-ok "product $PRODUCT, device $P registered into it, SSE stream open"
+  otl_fail "POST /v1/devices (product device)"
+otl_curl -N "$U/v1/devices/$P/events" >"$T/sse_p" &
+otl_track $!
+otl_wait_for 5 grep -qs ':ok' "$T/sse_p" || otl_fail "no :ok on the device's SSE stream"
+otl_ok "product $PRODUCT, device $P registered into it, SSE stream open"
 
 # --- P: product device 0.6.1 + app for 0.6.2 -> safe mode -> healed.
 T0=$(date +%s.%N)
 run_device $P p1 --release 0.6.1 --app "$T/app062.bin"
 PPID_=$DEVPID
-wait_for 20 grep -q 'boot: SAFE_MODE' "$T/p1.log" || fail "P: no safe mode at boot"
+otl_wait_for 20 grep -q 'boot: SAFE_MODE' "$T/p1.log" || otl_fail "P: no safe mode at boot"
 healed() { dev_has $P "d.get('system_firmware_version')=='0.6.2' and d.get('safe_mode') is False and d['healer']['state']=='DONE'"; }
-wait_for 180 healed || fail "P: not healed: $(dev_json $P | head -c 600)"
+otl_wait_for 180 healed || otl_fail "P: not healed: $(dev_json $P | head -c 600)"
 T1=$(date +%s.%N)
-ok "P: healed to 0.6.2, no safe mode, healer DONE ($(python3 -c "print(round($T1-$T0,1))") s from device start)"
+otl_ok "P: healed to 0.6.2, no safe mode, healer DONE ($(python3 -c "print(round($T1-$T0,1))") s from device start)"
 order=$(grep -o "ota: $P job [0-9]* queued (healer): [a-z0-9.-]* [a-z]/[0-9]*" "$T/server.log" |
   awk '{print $NF}' | tr '\n' ' ')
-[ "$order" = "s/3 s/1 s/2 " ] || fail "P: healer sent '$order', want s/3 s/1 s/2"
-[ "$(count 'reboot: after the OTA update' "$T/p1.log")" = 3 ] || fail "P: not one reboot per module"
-ok "P: one module per reboot: $order"
-wait_for 10 grep -q 'boot: .*RUN\|boot: APP\|boot: USER' "$T/p1.log" ||
-  grep -q 'boot:' "$T/p1.log" || fail "P: no boot line"
+[ "$order" = "s/3 s/1 s/2 " ] || otl_fail "P: healer sent '$order', want s/3 s/1 s/2"
+[ "$(count 'reboot: after the OTA update' "$T/p1.log")" = 3 ] || otl_fail "P: not one reboot per module"
+otl_ok "P: one module per reboot: $order"
+otl_wait_for 10 grep -q 'boot: .*RUN\|boot: APP\|boot: USER' "$T/p1.log" ||
+  grep -q 'boot:' "$T/p1.log" || otl_fail "P: no boot line"
 tail_boot=$(grep 'boot:' "$T/p1.log" | tail -n 1)
-echo "$tail_boot" | grep -q SAFE_MODE && fail "P: still boots in safe mode: $tail_boot"
-ok "P: last boot: ${tail_boot##*boot: }"
+echo "$tail_boot" | grep -q SAFE_MODE && otl_fail "P: still boots in safe mode: $tail_boot"
+otl_ok "P: last boot: ${tail_boot##*boot: }"
 sleep 1
 for ev in 'spark/status/safe-mode' 'spark/device/safemode' 'spark/status$' \
   'otalab/healer/done' 'otalab/ota/progress'; do
-  grep -q "^event: $ev" "$T/sse_p" || fail "P: SSE stream lacks $ev"
+  grep -q "^event: $ev" "$T/sse_p" || otl_fail "P: SSE stream lacks $ev"
 done
 [ "$(count '^event: spark/safe-mode-updater/updating' "$T/sse_p")" = 3 ] ||
-  fail "P: want 3 spark/safe-mode-updater/updating on SSE"
-python3 - "$T/sse_p" <<'PY' || fail "P: spark/flash/status not started/success x3"
+  otl_fail "P: want 3 spark/safe-mode-updater/updating on SSE"
+python3 - "$T/sse_p" <<'PY' || otl_fail "P: spark/flash/status not started/success x3"
 import json, sys
 ev, flash = None, []
 for line in open(sys.argv[1]):
@@ -125,7 +81,7 @@ for line in open(sys.argv[1]):
         flash.append(json.loads(line[6:])["data"])
 sys.exit(0 if flash == ["started", "success"] * 3 else 1)
 PY
-ok "P: SSE: spark/status/safe-mode, updating x3, spark/flash/status started/success x3, progress, done"
+otl_ok "P: SSE: spark/status/safe-mode, updating x3, spark/flash/status started/success x3, progress, done"
 FIG=$(dev_json $P | python3 -c '
 import json, sys
 d = json.load(sys.stdin); r = d["healer"]["round"]; u = r["data_usage"]
@@ -133,54 +89,54 @@ est = r["estimate_wire"]; w = u["total"]
 print("heal %.1f s; wire %d B (module %d, coap %d, dtls records %d, handshakes %d, retrans %d) vs planner %d B: %+.2f %%"
       % (r["ms"] / 1000, w, u["module_payload"], u["coap_overhead"], u["dtls_records"],
          u["dtls_handshakes"], u["retransmissions"], est, 100.0 * (w - est) / est))
-sys.exit(0 if est and abs(w - est) <= 0.05 * est else 1)') || fail "P: data vs estimate: $FIG"
-ok "P: $FIG"
+sys.exit(0 if est and abs(w - est) <= 0.05 * est else 1)') || otl_fail "P: data vs estimate: $FIG"
+otl_ok "P: $FIG"
 dev_has $P "d['last_ota']['data_usage']['total']>0 and d['last_ota']['estimate']['wire']>0 and d['data_usage']['total']>=d['healer']['round']['data_usage']['total']" ||
-  fail "P: GET lacks per-job data_usage/estimate"
-ok "P: GET shows data_usage per device and per job with the planner's estimate"
+  otl_fail "P: GET lacks per-job data_usage/estimate"
+otl_ok "P: GET shows data_usage per device and per job with the planner's estimate"
 
 # --- D: developer device with the same app: safe mode event, no OTA.
 run_device $D d1 --release 0.6.1 --app "$T/app062.bin"
-wait_for 20 grep -q "event: $D spark/status/safe-mode" "$T/server.log" ||
-  fail "D: no spark/status/safe-mode"
+otl_wait_for 20 grep -q "event: $D spark/status/safe-mode" "$T/server.log" ||
+  otl_fail "D: no spark/status/safe-mode"
 sleep 4
-grep -q "ota: $D job" "$T/server.log" && fail "D: developer device got an OTA"
+grep -q "ota: $D job" "$T/server.log" && otl_fail "D: developer device got an OTA"
 dev_has $D "d['product_id']==0 and d['safe_mode'] is True and d['healer']['state']=='DISABLED'" ||
-  fail "D: GET does not show a developer device in safe mode"
-ok "D: developer device: spark/status/safe-mode, healer DISABLED, no OTA in 4 s"
-kill $DEVPID; wait $DEVPID 2>/dev/null
+  otl_fail "D: GET does not show a developer device in safe mode"
+otl_ok "D: developer device: spark/status/safe-mode, healer DISABLED, no OTA in 4 s"
+otl_kill "$DEVPID"
 
 # --- K: SIGKILL the server mid-OTA, restart: the saved job restarts and completes.
 # Over the 2g link model (~5 KB/s, 2 % loss) so that the kill lands mid-transfer.
 run_device $K k1 --release 0.6.1 --link 2g --seed 7
-wait_for 20 has_module $K s/3 105 || fail "K: not described"
-curl -s -H "$AUTH" -X PUT -F "file=@$FIX/system-part1-0.6.2-electron.bin" \
-  "$U/v1/devices/$K" | grep -q '"ok":true' || fail "K: PUT refused"
+otl_wait_for 20 has_module $K s/3 105 || otl_fail "K: not described"
+otl_curl -X PUT -F "file=@$FIX/system-part1-0.6.2-electron.bin" \
+  "$U/v1/devices/$K" | grep -q '"ok":true' || otl_fail "K: PUT refused"
 midway() { grep "event: $K otalab/ota/progress" "$T/server.log" | tail -n 1 |
   python3 -c 'import json,sys; l=sys.stdin.read(); d=json.loads(l[l.index("{"):]) if "{" in l else {}; sys.exit(0 if d and 0.2 < d["sent"]/d["total"] < 0.7 else 1)'; }
-wait_for 60 midway || fail "K: transfer never reached 20 %"
-kill -9 $SPID; wait $SPID 2>/dev/null; SPID=
+otl_wait_for 60 midway || otl_fail "K: transfer never reached 20 %"
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null; SPID=
 [ -s "$T/data/jobs/$K.json" ] && ls "$T/data/jobs/$K-"*.bin >/dev/null 2>&1 ||
-  fail "K: job not saved under DATA/jobs"
-ok "K: server SIGKILLed at $(grep "event: $K otalab/ota/progress" "$T/server.log" | tail -n 1 | grep -o '"sent":[0-9]*,"total":[0-9]*'); job saved"
+  otl_fail "K: job not saved under DATA/jobs"
+otl_ok "K: server SIGKILLed at $(grep "event: $K otalab/ota/progress" "$T/server.log" | tail -n 1 | grep -o '"sent":[0-9]*,"total":[0-9]*'); job saved"
 sleep 2
-grep -q 'reboot: after the OTA update' "$T/k1.log" && fail "K: device applied a partial module"
-start_server $COAP $HTTP
-grep -q "ota: $K job [0-9]* restored" "$T/server.log" || fail "K: job not restored"
+grep -q 'reboot: after the OTA update' "$T/k1.log" && otl_fail "K: device applied a partial module"
+OTL_COAP_PORT=$COAP OTL_HTTP_PORT=$HTTP otl_start_server --fixtures "$FIX"
+grep -q "ota: $K job [0-9]* restored" "$T/server.log" || otl_fail "K: job not restored"
 KT0=$(date +%s)
 back() { awk -v t="$KT0" '$1 >= t' "$T/server.log" | grep -q "device $K Hello accepted"; }
-if ! wait_for 15 back; then
+if ! otl_wait_for 15 back; then
   # A device mid-OTA hears nothing from a dead server until its keep-alive
   # (23 min): power-cycle it instead (its state file keeps the flash).
   echo "note: K did not reconnect by itself in 15 s: power-cycling the device"
-  kill $DEVPID 2>/dev/null; wait $DEVPID 2>/dev/null
+  otl_kill "$DEVPID"
   run_device $K k2 --link 2g --seed 8
 fi
-wait_for 150 has_module $K s/3 108 || fail "K: s/3 not v108 after the restart"
-ok "K: restored job restarted and completed $(( $(date +%s) - KT0 )) s after the restart; describe s/3 v108, vv==vc (CRC ok)"
-[ "$(cat "$T"/k*.log | grep -c 'reboot: after the OTA update')" = 1 ] || fail "K: not exactly one apply"
-cat "$T"/k*.log | grep -q 'ota: verified' || fail "K: device did not verify the module"
-dev_has $K "d['last_ota']['result']=='ok' and not d['ota_queue']" || fail "K: last_ota not ok"
-[ -e "$T/data/jobs/$K-"*.bin ] 2>/dev/null && fail "K: job bytes not removed"
-ok "K: one apply, CRC verified on the device, job file removed"
-echo "PASS healer"
+otl_wait_for 150 has_module $K s/3 108 || otl_fail "K: s/3 not v108 after the restart"
+otl_ok "K: restored job restarted and completed $(( $(date +%s) - KT0 )) s after the restart; describe s/3 v108, vv==vc (CRC ok)"
+[ "$(cat "$T"/k*.log | grep -c 'reboot: after the OTA update')" = 1 ] || otl_fail "K: not exactly one apply"
+cat "$T"/k*.log | grep -q 'ota: verified' || otl_fail "K: device did not verify the module"
+dev_has $K "d['last_ota']['result']=='ok' and not d['ota_queue']" || otl_fail "K: last_ota not ok"
+[ -e "$T/data/jobs/$K-"*.bin ] 2>/dev/null && otl_fail "K: job bytes not removed"
+otl_ok "K: one apply, CRC verified on the device, job file removed"
+otl_pass healer
