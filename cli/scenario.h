@@ -73,6 +73,17 @@ typedef struct {
   /* estimate (planner) */
   long long estimate; /* wire bytes, -1 none */
   char est_note[160];
+  /* the server's own count (GET /v1/devices/:id data_usage), -1 unknown */
+  long long srv_bytes, srv_up, srv_down;
+  /* sequencing: an action on this device waits for a poll that started after
+   * the device's previous action completed (act_t), for that action's jobs
+   * (act_jobs) to finish, and, when it rebooted the device (a job ended ok,
+   * a power cycle), for a Hello after it (hellos > act_hellos) */
+  double act_t;  /* sc_now() when the previous action completed, -1 none */
+  double poll_t; /* sc_now() when the last successful poll started, -1 */
+  unsigned hellos, act_hellos;
+  int act_reboot; /* the action restarted the device itself */
+  int act_jobs[SC_MAX_JOBS], act_njobs;
 } sc_dev_t;
 
 typedef struct {
@@ -105,6 +116,7 @@ typedef struct {
   sc_event_t ev[SC_MAX_EVENTS];
   int nev;
   char fail_setup[256]; /* why the run could not start, "" ok */
+  char sanitizer[256];  /* a sanitizer report in a process log, "" none */
   /* progress line (scenario_progress.c) */
   int prog_tty;              /* 0 unknown, 1 shown, -1 never */
   int prog_shown;            /* a line is on screen */

@@ -215,6 +215,14 @@ int sc_dev_ok(const sc_run_t *run, const sc_dev_t *d) {
   return 1;
 }
 
+/* The device's own "HARD FAULT LOOP" line was among its words already. */
+static int said_hardfault(const sc_run_t *run, int dev) {
+  for (int k = 0; k < run->nev; k++)
+    if (run->ev[k].dev == dev && strstr(run->ev[k].data, "HARD FAULT LOOP"))
+      return 1;
+  return 0;
+}
+
 static const char *outcome(const sc_dev_t *d) {
   if (d->hardfault[0])
     return "hard-fault loop";
@@ -252,6 +260,10 @@ static json_t *dev_json(const sc_run_t *run, const sc_dev_t *d,
   json_object_set_new(o, "estimate",
                       d->estimate >= 0 ? json_integer(d->estimate)
                                        : json_null());
+  json_object_set_new(o, "estimate_note", json_string(d->est_note));
+  json_object_set_new(o, "server_bytes",
+                      d->srv_bytes >= 0 ? json_integer(d->srv_bytes)
+                                        : json_null());
   json_object_set_new(o, "time_s",
                       d->t_done >= 0 ? json_real(d->t_done) : json_null());
   if (d->hardfault[0])
@@ -265,6 +277,8 @@ int sc_report(sc_run_t *run) {
   uint64_t bytes = 0;
   long long est = 0;
   int est_all = 1;
+  long long srv = 0;
+  int srv_all = 1;
   json_t *devs = json_array();
   for (int i = 0; i < run->ndev; i++) {
     sc_dev_t *d = &run->dev[i];
@@ -279,6 +293,10 @@ int sc_report(sc_run_t *run) {
     npass += ok;
     njobs += d->njobs;
     bytes += bytes_of(d);
+    if (d->srv_bytes >= 0)
+      srv += d->srv_bytes;
+    else
+      srv_all = 0;
     if (d->estimate >= 0)
       est += d->estimate;
     else
@@ -296,7 +314,12 @@ int sc_report(sc_run_t *run) {
     printf("\n%s  %s (%s device %s)\n", ok ? "PASS" : "FAIL", d->name,
            d->product ? "product" : "developer", d->hex);
     printf("  system firmware %s -> %s; %s",
-           d->first_sfv[0] ? d->first_sfv : "?", d->sfv[0] ? d->sfv : "?",
+           d->first_sfv[0] ? d->first_sfv
+           : d->described  ? "(mixed)"
+                           : "?",
+           d->sfv[0]      ? d->sfv
+           : d->described ? "(mixed)"
+                          : "?",
            outcome(d));
     if (d->t_done >= 0)
       printf("; done at %.1f s", d->t_done);
@@ -315,18 +338,21 @@ int sc_report(sc_run_t *run) {
     for (int k = 0; k < run->nev; k++)
       if (run->ev[k].dev == i && !strncmp(run->ev[k].name, "device/", 7))
         printf("    device says: %s\n", run->ev[k].data);
-    if (d->hardfault[0])
+    if (d->hardfault[0] && !said_hardfault(run, i))
       printf("    device: HARD FAULT LOOP: %s\n", d->hardfault);
-    printf("  data used: %llu B (up %llu, down %llu)",
+    printf("  data used: %llu B (up %llu, down %llu) on the link",
            (unsigned long long)bytes_of(d), (unsigned long long)d->up,
            (unsigned long long)d->down);
+    if (d->srv_bytes >= 0)
+      printf("; server data_usage %lld B (up %lld, down %lld)", d->srv_bytes,
+             d->srv_up, d->srv_down);
     if (d->estimate > 0)
-      printf(" vs planner %lld B (%+.1f%%; %s)\n", d->estimate,
+      printf("\n  planner estimate: %lld B (%s); used %+.1f%%\n", d->estimate,
+             d->est_note,
              100.0 * ((double)bytes_of(d) - (double)d->estimate) /
-                 (double)d->estimate,
-             d->est_note);
+                 (double)d->estimate);
     else
-      printf("; no estimate (%s)\n", d->est_note);
+      printf("\n  planner estimate: none (%s)\n", d->est_note);
     for (int k = 0; k < n; k++)
       printf("  %s %-17s %s\n", it[k].ok ? "ok  " : "FAIL", it[k].what,
              it[k].detail);
@@ -337,7 +363,7 @@ int sc_report(sc_run_t *run) {
   int in_time = run->within_s < 0 ||
                 (run->t_all_done >= 0 && run->t_all_done <= run->within_s);
   all &= in_time;
-  if (run->fail_setup[0])
+  if (run->fail_setup[0] || run->sanitizer[0])
     all = 0;
   if (run->json) {
     json_t *o = json_pack(
@@ -348,8 +374,12 @@ int sc_report(sc_run_t *run) {
         "seed", (json_int_t)run->seed, "dir", run->dir);
     json_object_set_new(json_object_get(o, "totals"), "estimate",
                         est_all ? json_integer(est) : json_null());
+    json_object_set_new(json_object_get(o, "totals"), "server_bytes",
+                        srv_all ? json_integer(srv) : json_null());
     if (run->fail_setup[0])
       json_object_set_new(o, "setup_error", json_string(run->fail_setup));
+    if (run->sanitizer[0])
+      json_object_set_new(o, "sanitizer", json_string(run->sanitizer));
     char *s = json_dumps(o, JSON_INDENT(2));
     printf("%s\n", s);
     free(s);
@@ -358,10 +388,14 @@ int sc_report(sc_run_t *run) {
     json_decref(devs);
     if (run->fail_setup[0])
       printf("\nFAIL  setup: %s\n", run->fail_setup);
+    if (run->sanitizer[0])
+      printf("\nFAIL  sanitizer report in %s\n", run->sanitizer);
     printf("\n%s  %s: %d device(s), %d passed, %d failed; %d OTA job(s); "
            "%llu B used",
            all ? "PASS" : "FAIL", run->name, run->ndev, npass,
            run->ndev - npass, njobs, (unsigned long long)bytes);
+    if (srv_all && run->ndev)
+      printf(" (server: %lld B)", srv);
     if (est_all && est)
       printf(" vs %lld B planned", est);
     if (run->t_all_done >= 0)

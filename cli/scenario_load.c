@@ -149,6 +149,8 @@ static int load_devices(sc_run_t *run) {
       x->dev_fd = x->srv_fd = -1;
       x->t_done = -1;
       x->estimate = -1;
+      x->srv_bytes = x->srv_up = x->srv_down = -1;
+      x->act_t = x->poll_t = -1;
       run->ndev++;
     }
   }

@@ -217,7 +217,8 @@ static int mp_file(sbuf_t *b, const char *field, const char *path) {
 }
 
 static void mp_end(sbuf_t *b) {
-  sb_add(b, "--" BOUNDARY "--\r\n", 10 + sizeof BOUNDARY - 1);
+  static const char end[] = "--" BOUNDARY "--\r\n";
+  sb_add(b, end, sizeof end - 1);
 }
 
 /* ---- setup: apps, keys, server, products, devices ---- */
@@ -813,10 +814,19 @@ static void poll_device(sc_run_t *run, sc_dev_t *d) {
   char path[64];
   int st;
   snprintf(path, sizeof path, "/v1/devices/%s", d->hex);
+  double started = sc_now(run);
   json_t *o = http_json(run, "GET", path, NULL, NULL, 0, &st);
   if (!o || st != 200) {
     json_decref(o);
     return;
+  }
+  d->poll_t = started;
+  d->hellos = (unsigned)json_integer_value(json_object_get(o, "hellos"));
+  json_t *u = json_object_get(o, "data_usage");
+  if (json_is_object(u)) { /* the server's own count, next to the relay's */
+    d->srv_bytes = json_integer_value(json_object_get(u, "total"));
+    d->srv_up = json_integer_value(json_object_get(u, "up"));
+    d->srv_down = json_integer_value(json_object_get(u, "down"));
   }
   int was = d->connected;
   d->connected = json_is_true(json_object_get(o, "connected"));
@@ -901,6 +911,41 @@ static sc_dev_t *dev_named(sc_run_t *run, const char *name) {
   return NULL;
 }
 
+/* Has the device's previous action run its course? Actions on one device
+ * run strictly one after another: the snapshot must come from a poll that
+ * started after that action completed (a PUT's jobs are queued before its
+ * answer, so such a poll sees them), the action's jobs must have ended (a
+ * result, or left the queue without one: cancelled), and when it restarted
+ * the device (a job ended ok: the server confirms those with the describe
+ * after the reboot; a power cycle) the server must have had a Hello since. */
+static int settled(const sc_dev_t *d) {
+  if (d->act_t < 0)
+    return d->poll_t >= 0;
+  if (d->poll_t <= d->act_t)
+    return 0;
+  int rebooted = d->act_reboot;
+  for (int i = 0; i < d->act_njobs; i++) {
+    const sc_job_t *x = NULL;
+    for (int k = 0; k < d->njobs; k++)
+      if (d->jobs[k].id == d->act_jobs[i])
+        x = &d->jobs[k];
+    if (!x)
+      return 0; /* not seen yet */
+    if (!x->result[0] && strcmp(x->state, "CANCELLED"))
+      return 0;
+    rebooted |= !strcmp(x->result, "ok");
+  }
+  return !rebooted || d->hellos > d->act_hellos;
+}
+
+/* The device's action is over (its HTTP answer is in): what settled() waits
+ * for from now on. */
+static void action_done(sc_run_t *run, sc_dev_t *d, int reboot) {
+  d->act_t = sc_now(run);
+  d->act_hellos = d->hellos;
+  d->act_reboot = reboot;
+}
+
 static int action_ready(sc_run_t *run, json_t *a) {
   json_t *at = json_object_get(a, "at");
   sc_dev_t *d = dev_named(run, json_string_value(json_object_get(a, "device")));
@@ -913,6 +958,8 @@ static int action_ready(sc_run_t *run, json_t *a) {
     return 1;
   if (!d)
     return 1;
+  if (!settled(d))
+    return 0;
   int up = d->connected && d->described && !dev_busy(d);
   if (!strcmp(s, "connected"))
     return up;
@@ -924,6 +971,8 @@ static int action_ready(sc_run_t *run, json_t *a) {
 static void do_action(sc_run_t *run, json_t *a) {
   const char *what = json_string_value(json_object_get(a, "do"));
   sc_dev_t *d = dev_named(run, json_string_value(json_object_get(a, "device")));
+  if (d)
+    d->act_njobs = 0;
   if (!strcmp(what, "flash")) {
     sbuf_t b = {0};
     size_t i;
@@ -962,11 +1011,22 @@ static void do_action(sc_run_t *run, json_t *a) {
     say(run, "%s: PUT %s -> HTTP %d %.120s", d->name, names, st,
         txt ? txt : "");
     free(txt);
+    size_t k;
+    json_t *id;
+    json_array_foreach(json_object_get(o, "jobs"), k, id) {
+      if (d->act_njobs >= SC_MAX_JOBS || !json_is_integer(id))
+        continue;
+      d->act_jobs[d->act_njobs++] = (int)json_integer_value(id);
+      job_slot(d, (int)json_integer_value(id)); /* QUEUED until seen */
+    }
     json_decref(o);
+    action_done(run, d, 0);
   } else if (!strcmp(what, "release")) {
     release_product(
         run, (uint32_t)json_integer_value(json_object_get(a, "product")),
         (unsigned)json_integer_value(json_object_get(a, "version")));
+    if (d)
+      action_done(run, d, 0);
   } else if (!strcmp(what, "kill server")) {
     say(run, "server: killed (exit %d)", stop_proc(run->server_pid));
     run->server_pid = -1;
@@ -987,11 +1047,13 @@ static void do_action(sc_run_t *run, json_t *a) {
     say(run, "%s: killed (exit %d)", d->name, stop_proc(d->pid));
     d->pid = -1;
     d->exited = 1;
+    action_done(run, d, 0);
   } else if (!strcmp(what, "start device")) {
     if (d->pid > 0)
       stop_proc(d->pid);
     start_device(run, d);
     say(run, "%s: started again", d->name);
+    action_done(run, d, 1);
   }
 }
 
@@ -1082,6 +1144,26 @@ static int setup(sc_run_t *run) {
   return 0;
 }
 
+/* A sanitizer build of the server or a device reports into its log (stderr)
+ * and may carry on: the first report fails the run. */
+static void sanitizer_check(sc_run_t *run, const char *name) {
+  static const char *const marks[] = {"ERROR: AddressSanitizer",
+                                      "ERROR: LeakSanitizer", "runtime error:"};
+  char path[700], line[512];
+  snprintf(path, sizeof path, "%s/%s", run->dir, name);
+  FILE *f = fopen(path, "r");
+  while (f && !run->sanitizer[0] && fgets(line, sizeof line, f))
+    for (size_t k = 0; k < sizeof marks / sizeof *marks; k++)
+      if (strstr(line, marks[k])) {
+        line[strcspn(line, "\n")] = 0;
+        snprintf(run->sanitizer, sizeof run->sanitizer, "%s: %.200s", name,
+                 line);
+        break;
+      }
+  if (f)
+    fclose(f);
+}
+
 int sc_run(sc_run_t *run) {
   run->sse_fd = -1;
   run->server_pid = -1;
@@ -1163,11 +1245,20 @@ int sc_run(sc_run_t *run) {
     }
   }
   run->t_end = sc_now(run);
-  for (int i = 0; i < run->ndev; i++)
+  for (int i = 0; i < run->ndev; i++) {
     check_exit(run, &run->dev[i]);
+    if (run->server_up) /* the server's data_usage as the relay stops */
+      poll_device(run, &run->dev[i]);
+  }
   stop_all(run);
   for (int i = 0; i < run->ndev; i++)
     scan_log(run, &run->dev[i]);
   scan_server_log(run);
+  sanitizer_check(run, "server.log");
+  for (int i = 0; i < run->ndev; i++) {
+    char name[128];
+    snprintf(name, sizeof name, "%s.log", run->dev[i].name);
+    sanitizer_check(run, name);
+  }
   return 0;
 }
