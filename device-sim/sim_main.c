@@ -3,6 +3,7 @@
  * cellular link model and faults (PROTOCOL.md 1.4-1.5, 2.1-2.5, 3, 7).
  * Choices: docs/PROTOCOL.md "Device simulator", "Fleets and faults". */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -527,8 +528,14 @@ static int all_done(uint64_t now, uint64_t start) {
 
 static void run_loop(void) {
   struct epoll_event evs[256];
-  uint64_t start = sim_now(&ctx);
+  uint64_t start = sim_now(&ctx), trimmed = sim_real_ms();
   while (!stop) {
+    /* Handshakes and OTA regions leave the heap fragmented: give free pages
+     * back once a second (a fleet's RSS is its memory budget). */
+    if (ctx.fleet && sim_real_ms() - trimmed >= 1000) {
+      malloc_trim(0);
+      trimmed = sim_real_ms();
+    }
     uint64_t now = sim_now(&ctx), dl = UINT64_MAX;
     for (size_t i = 0; i < ndevs; i++) {
       uint64_t t = sim_dev_next_deadline(&devs[i]);
