@@ -8,6 +8,8 @@
 # Then the server's per-request cancelling: a 0.4.8 developer device given
 # 0.6.2's three parts in three PUTs sent back to back sees s/3 refused and s/1,
 # s/2 still sent (PROTOCOL.md 6.1); the same three in ONE PUT: s/1, s/2 cancelled.
+# A device that resets mid-transfer (new Hello, no UpdateDone yet): the job
+# restarts from zero at once and completes.
 # usage: product_release.sh OTALAB OTALAB_SERVER OTALAB_DEVICE FIXTURES_DIR
 set -u
 OTALAB=${1:?otalab binary}
@@ -20,13 +22,14 @@ otl_tmpdir product-release
 P=0e0000000000000000000001 # product device
 S=0e0000000000000000000002 # 0.4.8 developer device, one PUT per part
 M=0e0000000000000000000003 # 0.4.8 developer device, one multi-file PUT
+R=0e0000000000000000000004 # resets mid-transfer
 PRODUCT=4712
 TOKEN=otalab-product-release-token
 [ -f "$FIX/system-part1-0.6.2-electron.bin" ] || otl_fail "no fixtures in $FIX"
 
 otl_keys_server
-otl_device_keys $P $S $M
-otl_register_file $S $M
+otl_device_keys $P $S $M $R
+otl_register_file $S $M $R
 "$OTALAB" mkapp --requires 0.6.1 --version 7 --seed 1 --out "$T/app061.bin" >/dev/null ||
   otl_fail "mkapp 0.6.1"
 "$OTALAB" mkapp --requires 0.6.2 --version 8 --seed 2 --out "$T/app062.bin" >/dev/null ||
@@ -118,4 +121,19 @@ grep -q "ota: $M job [0-9]* .* cancelled: job [0-9]* of the same request failed"
   otl_fail "M: no cancel line"
 otl_has_module $M s/1 10 || otl_fail "M: s/1 changed"
 otl_ok "M: one PUT: $(res); device still on 0.4.8"
+otl_kill "$DEVPID"
+
+# --- 5. reset while receiving chunk 40: the next Hello restarts the job from zero.
+otl_start_device $R --log r1 --release 0.6.1 --fault reset-during-ota:40
+otl_wait_for 20 otl_has_module $R s/3 105 || otl_fail "R: not described"
+T0=$(date +%s.%N)
+otl_flash_rest $R "$FIX/system-part1-0.6.2-electron.bin" | grep -q '"ok":true' || otl_fail "R: PUT refused"
+otl_wait_for 60 otl_has_module $R s/3 108 || otl_fail "R: s/3 not v108: $(otl_dev_py $R "d['jobs']")"
+T1=$(date +%s.%N)
+grep -q 'fault: reset-during-ota:40' "$T/r1.log" || otl_fail "R: the fault did not fire"
+grep -q "ota: $R job [0-9]* (s/3 v108) SENDING => QUEUED (new Hello during the transfer .*restart 1 of 3" "$T/server.log" ||
+  otl_fail "R: no restart at the Hello"
+otl_dev_has $R "d['jobs'][0]['result']=='ok' and d['jobs'][0]['restarts']==1 and d['jobs'][0]['data_usage']['chunks_resent']>=40" ||
+  otl_fail "R: job $(otl_dev_py $R "d['jobs'][0]")"
+otl_ok "R: reset at chunk 40, restarted from zero at the Hello, done in $(python3 -c "print(round($T1-$T0,1))") s (restarts 1, resent chunks counted)"
 otl_pass product_release
