@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,6 +30,12 @@
 #define POLL_MS 200  /* GET /v1/devices/:id period */
 #define SETTLE_S 2.0 /* expectations must hold this long before stopping */
 #define STOP_WAIT_MS 3000
+
+static volatile sig_atomic_t stop_sig; /* SIGINT/SIGTERM/SIGHUP: stop, report */
+
+static void on_stop(int sig) {
+  stop_sig = sig;
+}
 
 static double mono_s(void) {
   struct timespec ts;
@@ -69,11 +76,18 @@ static int setup_fail(sc_run_t *run, const char *fmt, ...) {
 /* Start argv in its own process group, stdout/stderr to files. */
 static pid_t spawn(char *const argv[], const char *out, const char *err) {
   fflush(NULL);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0)
     return -1;
   if (pid == 0) {
     setpgid(0, 0);
+    /* its own group (stop_proc signals the group), yet it must not outlive
+     * the runner: a runner killed by a CTest timeout leaves no server or
+     * device behind */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+      _exit(127);
     int o = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
     int e = open(err, O_WRONLY | O_CREAT | O_APPEND, 0644);
     int n = open("/dev/null", O_RDONLY);
@@ -1169,6 +1183,10 @@ int sc_run(sc_run_t *run) {
   run->server_pid = -1;
   run->t_all_done = -1;
   signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {.sa_handler = on_stop};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   if (setup(run)) {
     stop_all(run);
     return 1;
@@ -1241,6 +1259,12 @@ int sc_run(sc_run_t *run) {
       ok_since = -1;
     if (now >= run->timeout_s) {
       say(run, "timeout after %.0f s", run->timeout_s);
+      break;
+    }
+    if (stop_sig) {
+      say(run, "stopped by signal %d", (int)stop_sig);
+      snprintf(run->fail_setup, sizeof run->fail_setup,
+               "stopped by signal %d before the end", (int)stop_sig);
       break;
     }
   }
