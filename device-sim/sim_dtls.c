@@ -43,8 +43,12 @@ typedef struct {
    * and arrive through feed(), one at a time (a link model sits between). */
   int (*raw_send)(void *ud, const uint8_t *buf, size_t len);
   void *raw_ud;
-  const uint8_t *inbox;
+  const uint8_t *inbox; /* NULL, or inbox_buf: the datagram not yet read */
   size_t inbox_len;
+  uint8_t *inbox_buf; /* owned copy: the owner frees its datagram after
+                         feed(), and a step that does not read (reboot
+                         wait, some handshake steps) reads it later */
+  size_t inbox_cap;
   /* Non-blocking handshake (start/step). */
   uint64_t hs_t0, hs_tx0, hs_rx0, hs_txd0, hs_rxd0;
 } dtls_t;
@@ -278,7 +282,17 @@ static int t_start(sim_transport_t *t) {
 
 static void t_feed(sim_transport_t *t, const uint8_t *buf, size_t len) {
   dtls_t *d = (dtls_t *)t;
-  d->inbox = buf;
+  if (len > d->inbox_cap) {
+    uint8_t *nb = realloc(d->inbox_buf, len);
+    if (!nb) {
+      OTA_LOGW("dtls: no memory for a %zu-byte datagram: dropped", len);
+      return;
+    }
+    d->inbox_buf = nb;
+    d->inbox_cap = len;
+  }
+  memcpy(d->inbox_buf, buf, len);
+  d->inbox = d->inbox_buf;
   d->inbox_len = len;
 }
 
@@ -357,6 +371,7 @@ static void t_destroy(sim_transport_t *t) {
   mbedtls_entropy_free(&d->entropy);
   if (d->keylog)
     fclose(d->keylog);
+  free(d->inbox_buf);
   free(d);
 }
 
