@@ -344,8 +344,9 @@ int sc_report(sc_run_t *run) {
            (unsigned long long)bytes_of(d), (unsigned long long)d->up,
            (unsigned long long)d->down);
     if (d->srv_bytes >= 0)
-      printf("; server data_usage %lld B (up %lld, down %lld)", d->srv_bytes,
-             d->srv_up, d->srv_down);
+      printf("; server data_usage %lld B (up %lld, down %lld)%s", d->srv_bytes,
+             d->srv_up, d->srv_down,
+             run->server_starts > 1 ? " since its restart" : "");
     if (d->estimate > 0)
       printf("\n  planner estimate: %lld B (%s); used %+.1f%%\n", d->estimate,
              d->est_note,

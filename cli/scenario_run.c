@@ -669,6 +669,9 @@ static void scan_log(sc_run_t *run, sc_dev_t *d) {
   fclose(f);
 }
 
+static void on_describe(sc_run_t *run, sc_dev_t *d, json_t *desc,
+                        const char *sfv);
+
 static sc_job_t *job_slot(sc_dev_t *d, int id) {
   for (int i = 0; i < d->njobs; i++)
     if (d->jobs[i].id == id)
@@ -686,7 +689,9 @@ static sc_job_t *job_slot(sc_dev_t *d, int id) {
  * also those too quick for the GET polling to see. */
 static void scan_server_log(sc_run_t *run) {
   static long off;
-  char path[600], line[1024];
+  char path[600], *line = NULL;
+  size_t lcap = 0;
+  ssize_t got;
   snprintf(path, sizeof path, "%s/server.log", run->dir);
   FILE *f = fopen(path, "r");
   if (!f)
@@ -695,15 +700,29 @@ static void scan_server_log(sc_run_t *run) {
   if (ftell(f) < off) /* a restart truncates nothing, but be safe */
     off = 0;
   fseek(f, off, SEEK_SET);
-  while (fgets(line, sizeof line, f)) {
-    size_t l = strlen(line);
-    if (l && line[l - 1] != '\n')
-      break;
+  while ((got = getline(&line, &lcap, f)) > 0) {
+    size_t l = (size_t)got;
+    if (line[l - 1] != '\n')
+      break; /* partial line: next time */
     off += (long)l;
     line[l - 1] = 0;
     char *p = strstr(line, "ota: "), hex[25], file[96], fch, st_old[16],
          st_new[16];
     unsigned id, n, v, bytes;
+    char *dsc = strstr(line, "coap: ");
+    if (dsc && sscanf(dsc, "coap: %24s describe (", hex) == 1 &&
+        strstr(dsc, " describe (")) {
+      /* the first describe, even when a quick heal replaced it before the
+       * first poll (initial_release, the planner's starting point) */
+      sc_dev_t *d = dev_by_hex(run, hex);
+      char *js = strstr(dsc, "): ");
+      json_t *desc =
+          d && !d->described && js ? json_loads(js + 3, 0, NULL) : NULL;
+      if (json_is_object(desc))
+        on_describe(run, d, desc, NULL);
+      json_decref(desc);
+      continue;
+    }
     if (!p || sscanf(p, "ota: %24s job %u", hex, &id) != 2)
       continue;
     sc_dev_t *d = dev_by_hex(run, hex);
@@ -747,6 +766,7 @@ static void scan_server_log(sc_run_t *run) {
       }
     }
   }
+  free(line);
   fclose(f);
 }
 
@@ -823,6 +843,67 @@ static void estimate(sc_run_t *run, sc_dev_t *d, const ota_describe_t *ds) {
   (void)run;
 }
 
+/* The system release of a describe's system modules ("" when mixed or not
+ * in the catalogue): what the server shows as system_firmware_version. */
+static void sys_version(json_t *desc, char *out, size_t cap) {
+  size_t i;
+  json_t *e;
+  int sys = -1, mixed = 0;
+  out[0] = 0;
+  json_array_foreach(json_object_get(desc, "m"), i, e) {
+    const char *f = json_string_value(json_object_get(e, "f"));
+    int ver = (int)json_integer_value(json_object_get(e, "v"));
+    if (f && f[0] == 's') {
+      mixed |= sys >= 0 && sys != ver;
+      sys = ver;
+    }
+  }
+  ota_catalog_t cat;
+  char err[160];
+  ota_catalog_init(&cat);
+  if (sys >= 0 && !mixed &&
+      !ota_catalog_load_file(&cat, cli_default_catalog(), err, sizeof err)) {
+    const ota_cat_release_t *r = ota_catalog_find_sysver(&cat, (uint16_t)sys);
+    if (r)
+      snprintf(out, cap, "%s", r->name);
+  }
+  ota_catalog_free(&cat);
+}
+
+/* A describe of d (sfv: the server's system_firmware_version, NULL: work it
+ * out): the first one fixes initial_release and the estimate. */
+static void on_describe(sc_run_t *run, sc_dev_t *d, json_t *desc,
+                        const char *sfv) {
+  char mine[32];
+  if (!sfv) {
+    sys_version(desc, mine, sizeof mine);
+    sfv = mine;
+  }
+  char *txt = json_dumps(desc, JSON_COMPACT);
+  static ota_describe_t ds;
+  if (txt && !ota_describe_parse(txt, strlen(txt), &ds)) {
+    int safe = ota_describe_in_safe_mode(&ds);
+    const ota_describe_module_t *u = ota_describe_find(&ds, OTA_FN_USER, 1);
+    int app = u && !safe && (u->vv & u->vc) == u->vc;
+    if (!d->described) {
+      d->described = 1;
+      d->first_describe = json_incref(desc);
+      snprintf(d->first_sfv, sizeof d->first_sfv, "%s", sfv);
+      estimate(run, d, &ds);
+      say(run, "%s: described: system %s%s%s", d->name,
+          sfv[0] ? sfv : "(mixed)", safe ? ", SAFE MODE" : "",
+          app ? ", app running" : "");
+    } else if (safe != d->safe_mode || app != d->app_ok || strcmp(sfv, d->sfv))
+      say(run, "%s: system %s%s%s", d->name, sfv[0] ? sfv : "(mixed)",
+          safe ? ", SAFE MODE" : "", app ? ", app running" : "");
+    d->safe_mode = safe;
+    d->ever_safe |= safe;
+    d->app_ok = app;
+    snprintf(d->sfv, sizeof d->sfv, "%s", sfv);
+  }
+  free(txt);
+}
+
 /* GET /v1/devices/:id into the device's snapshot. */
 static void poll_device(sc_run_t *run, sc_dev_t *d) {
   char path[64];
@@ -846,34 +927,11 @@ static void poll_device(sc_run_t *run, sc_dev_t *d) {
   d->connected = json_is_true(json_object_get(o, "connected"));
   if (was != d->connected)
     say(run, "%s: %s", d->name, d->connected ? "connected" : "disconnected");
-  const char *sfv =
-      json_string_value(json_object_get(o, "system_firmware_version"));
   json_t *desc = json_object_get(o, "describe");
-  if (json_is_object(desc)) {
-    char *txt = json_dumps(desc, JSON_COMPACT);
-    static ota_describe_t ds;
-    if (txt && !ota_describe_parse(txt, strlen(txt), &ds)) {
-      int safe = ota_describe_in_safe_mode(&ds);
-      const ota_describe_module_t *u = ota_describe_find(&ds, OTA_FN_USER, 1);
-      int app = u && !safe && (u->vv & u->vc) == u->vc;
-      if (!d->described) {
-        d->described = 1;
-        d->first_describe = json_incref(desc);
-        snprintf(d->first_sfv, sizeof d->first_sfv, "%s", sfv ? sfv : "");
-        estimate(run, d, &ds);
-        say(run, "%s: described: system %s%s%s", d->name, sfv ? sfv : "(mixed)",
-            safe ? ", SAFE MODE" : "", app ? ", app running" : "");
-      } else if (safe != d->safe_mode || app != d->app_ok ||
-                 strcmp(sfv ? sfv : "", d->sfv))
-        say(run, "%s: system %s%s%s", d->name, sfv ? sfv : "(mixed)",
-            safe ? ", SAFE MODE" : "", app ? ", app running" : "");
-      d->safe_mode = safe;
-      d->ever_safe |= safe;
-      d->app_ok = app;
-      snprintf(d->sfv, sizeof d->sfv, "%s", sfv ? sfv : "");
-    }
-    free(txt);
-  }
+  if (json_is_object(desc))
+    on_describe(
+        run, d, desc,
+        json_string_value(json_object_get(o, "system_firmware_version")));
   size_t i;
   json_t *j;
   json_t *q = json_object_get(o, "ota_queue");
