@@ -198,7 +198,9 @@ char *srv_auth_oauth(const char *body, size_t len, const char *basic,
       cid[0] = csec[0] = 0;
   }
   if (!strcmp(grant, "password")) {
-    if (strcmp(cid, "particle") || strcmp(csec, "particle"))
+    /* Public clients: particle-cli 1.x sends particle:particle, 3.x sends
+     * CLI2 with its own secret; the user's password is what authenticates. */
+    if (strcmp(cid, "particle") && strcmp(cid, "CLI2"))
       return oauth_err(status, 401, "invalid_client",
                        "Client authentication failed (use particle:particle).");
     if (ota_form_get(body, len, "username", user, sizeof user) ||

@@ -45,6 +45,8 @@ expect 401 "oauth: wrong client" -u other:x \
 expect 200 "oauth: password grant (particle-cli login)" -u particle:particle \
   -d grant_type=password -d username=alice -d 'password=s3cret' "$U/oauth/token"
 body_has "d['token_type']=='bearer' and d['expires_in']==7776000 and len(d['access_token'])>=40 and d['refresh_token']"
+expect 200 "oauth: password grant (particle-cli 3.x client CLI2)" -u CLI2:some-secret \
+  -d grant_type=password -d username=alice -d 'password=s3cret' "$U/oauth/token"
 TOK=$(python3 -c "import json; print(json.load(open('$T/body'))['access_token'])")
 expect 200 "oauth: client_credentials grant" -u alice:s3cret \
   -d grant_type=client_credentials "$U/oauth/token"
