@@ -29,6 +29,11 @@ void ota_log_stderr(void *ud, ota_log_level_t level, const char *line);
 #define OTA_LOGE(...) ota_logf(OTA_LOG_ERROR, __VA_ARGS__)
 #define OTA_LOGW(...) ota_logf(OTA_LOG_WARN, __VA_ARGS__)
 #define OTA_LOGI(...) ota_logf(OTA_LOG_INFO, __VA_ARGS__)
-#define OTA_LOGD(...) ota_logf(OTA_LOG_DEBUG, __VA_ARGS__)
+/* Debug lines are per message on hot paths (a CoAP summary per OTA chunk):
+ * their arguments are not even evaluated unless the sink takes DEBUG. Keep
+ * side effects out of OTA_LOGD arguments. */
+#define OTA_LOGD(...)                                                          \
+  (ota_log_level() < OTA_LOG_DEBUG ? (void)0                                   \
+                                   : ota_logf(OTA_LOG_DEBUG, __VA_ARGS__))
 
 #endif
