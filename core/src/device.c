@@ -400,8 +400,51 @@ static const uint32_t defect_order[] = {
     OTA_MODDEF_PLATFORM,  OTA_MODDEF_FUNC, OTA_MODDEF_DEP,
     OTA_MODDEF_TOOBIG,    OTA_MODDEF_ADDR};
 
+/* How verify() obtains the image's CRC-32 and SHA-256. */
+typedef enum {
+  HASH_COMPUTE, /* hash the bytes */
+  HASH_KEEP,    /* hash them and keep the result in dev->rx_hashed */
+  HASH_REUSE    /* take dev->rx_hashed when it is this image's, else hash */
+} hash_mode_t;
+
+#define RX_TAIL sizeof(((ota_device_t *)0)->rx_hashed.tail)
+
+/* ota_module_parse(), the hashes possibly from dev->rx_hashed (see
+ * hash_mode_t). A kept result is used once: HASH_REUSE forgets it. */
+static int parse_staged(ota_device_t *dev, const uint8_t *staging, size_t len,
+                        hash_mode_t mode, ota_module_t *m) {
+  if (mode == HASH_REUSE) {
+    int same = dev->rx_hashed.buf == staging && dev->rx_hashed.len == len &&
+               len >= RX_TAIL &&
+               !memcmp(dev->rx_hashed.tail, staging + len - RX_TAIL, RX_TAIL);
+    dev->rx_hashed.buf = NULL;
+    if (same) {
+      int rc = ota_module_parse_header(staging, len, m);
+      if (rc == 0) {
+        m->crc_computed = dev->rx_hashed.crc;
+        memcpy(m->sha256_computed, dev->rx_hashed.sha256, 32);
+      }
+      return rc;
+    }
+  }
+  int rc = ota_module_parse(staging, len, m);
+  if (mode == HASH_KEEP) {
+    dev->rx_hashed.buf = NULL;
+    if (rc == 0 && len >= RX_TAIL) {
+      dev->rx_hashed.buf = staging;
+      dev->rx_hashed.len = len;
+      memcpy(dev->rx_hashed.tail, staging + len - RX_TAIL, RX_TAIL);
+      dev->rx_hashed.crc = m->crc_computed;
+      memcpy(dev->rx_hashed.sha256, m->sha256_computed, 32);
+    }
+  }
+  return rc;
+}
+
+/* `dev` is written only for HASH_KEEP and HASH_REUSE (the hash memo). */
 static int verify(const ota_device_t *dev, const uint8_t *staging, size_t len,
-                  ota_module_info_t *out_info, char *why, size_t whylen) {
+                  hash_mode_t mode, ota_module_info_t *out_info, char *why,
+                  size_t whylen) {
   if (!dev || !staging)
     return OTA_EINVAL;
   if (dev->state == OTA_DEV_OFF || dev->state == OTA_DEV_HARD_FAULT_LOOP) {
@@ -409,7 +452,9 @@ static int verify(const ota_device_t *dev, const uint8_t *staging, size_t len,
     return OTA_ESTATE;
   }
   ota_module_t m;
-  int rc = ota_module_parse(staging, len, &m);
+  int rc = mode == HASH_COMPUTE
+               ? ota_module_parse(staging, len, &m)
+               : parse_staged((ota_device_t *)dev, staging, len, mode, &m);
   if (rc) {
     whyf(why, whylen, "no module header: %s", ota_strerror(rc));
     return rc;
@@ -478,19 +523,23 @@ static int verify(const ota_device_t *dev, const uint8_t *staging, size_t len,
 int ota_device_verify_staged(const ota_device_t *dev, const uint8_t *staging,
                              size_t len, char *why, size_t whylen) {
   whyf(why, whylen, "ok");
-  return verify(dev, staging, len, NULL, why, whylen);
+  return verify(dev, staging, len, HASH_COMPUTE, NULL, why, whylen);
 }
 
 int ota_device_rx_verify(void *ud, const uint8_t *staging, size_t len,
                          char *why, size_t whylen) {
-  return ota_device_verify_staged(ud, staging, len, why, whylen);
+  whyf(why, whylen, "ok");
+  int rc = verify(ud, staging, len, HASH_KEEP, NULL, why, whylen);
+  if (rc && ud)
+    ((ota_device_t *)ud)->rx_hashed.buf = NULL; /* keep only a pass */
+  return rc;
 }
 
 int ota_device_queue_staged(ota_device_t *dev, const uint8_t *staging,
                             size_t len) {
   char why[200];
   ota_module_info_t in;
-  int rc = verify(dev, staging, len, &in, why, sizeof why);
+  int rc = verify(dev, staging, len, HASH_REUSE, &in, why, sizeof why);
   if (rc) {
     OTA_LOGW("device: staged module refused: %s", why);
     return rc;

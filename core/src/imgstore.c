@@ -21,10 +21,32 @@ void ota_imgstore_free(ota_imgstore_t *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* Bytes compared before the whole image: a module's suffix (product, SHA-256,
+ * size) and stored CRC-32, which differ between any two modules. */
+#define TAIL 44u
+
+/* A cheap key for finding a held copy (not a hash of the bytes: a module
+ * stores its own CRC-32 in its last 4 bytes). Images shorter than 4 bytes
+ * are hashed whole. */
+static uint32_t key_of(const uint8_t *buf, size_t len) {
+  if (len < 4)
+    return ota_crc32(buf, len);
+  const uint8_t *p = buf + len - 4;
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int same_bytes(const uint8_t *a, const uint8_t *b, size_t len) {
+  if (a == b)
+    return 1;
+  size_t t = len < TAIL ? len : TAIL;
+  return !memcmp(a + len - t, b + len - t, t) && !memcmp(a, b, len - t);
+}
+
 uint8_t *ota_imgstore_adopt(ota_imgstore_t *s, uint8_t *buf, size_t len) {
   if (!buf)
     return NULL;
-  uint32_t crc = ota_crc32(buf, len);
+  uint32_t crc = key_of(buf, len);
   ota_img_entry_t *hole = NULL;
   for (size_t i = 0; i < s->n; i++) {
     ota_img_entry_t *e = &s->e[i];
@@ -33,8 +55,7 @@ uint8_t *ota_imgstore_adopt(ota_imgstore_t *s, uint8_t *buf, size_t len) {
         hole = e;
       continue;
     }
-    if (e->len == len && e->crc == crc &&
-        (e->buf == buf || !memcmp(e->buf, buf, len))) {
+    if (e->len == len && e->crc == crc && same_bytes(e->buf, buf, len)) {
       if (e->buf != buf)
         free(buf);
       e->refs++;

@@ -136,6 +136,18 @@ typedef struct {
    * by ota_device_load): images are then interned there instead of being
    * malloc'd per device (a fleet shares identical modules). NULL: plain. */
   struct ota_imgstore *images;
+  /* Internal to device.c: the CRC-32 and SHA-256 that the latest
+   * ota_device_rx_verify() computed over the staged image at `buf` (len bytes,
+   * last 44 bytes `tail`), used once by the next ota_device_queue_staged() of
+   * the same buffer, length and tail, so that the image ota_rx verified is
+   * not hashed again when it is queued. buf NULL: none. */
+  struct {
+    const uint8_t *buf;
+    size_t len;
+    uint8_t tail[44];
+    uint32_t crc;
+    uint8_t sha256[32];
+  } rx_hashed;
 } ota_device_t;
 
 /* What one boot did. */
@@ -188,7 +200,10 @@ int ota_device_verify_staged(const ota_device_t *dev, const uint8_t *staging,
                              size_t len, char *why, size_t whylen);
 
 /* The same check shaped as ota_rx's verify hook (ota_rx_verify_fn): set
- * cfg.verify = ota_device_rx_verify, cfg.verify_ud = the ota_device_t. */
+ * cfg.verify = ota_device_rx_verify, cfg.verify_ud = the ota_device_t. It also
+ * keeps the image's computed CRC-32 and SHA-256 in the device (rx_hashed) for
+ * the ota_device_queue_staged() that follows at UpdateDone: the caller must
+ * not write the staging bytes in between (ota_rx does not). */
 int ota_device_rx_verify(void *ud, const uint8_t *staging, size_t len,
                          char *why, size_t whylen);
 

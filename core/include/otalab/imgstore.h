@@ -16,7 +16,7 @@
 typedef struct {
   uint8_t *buf;
   size_t len;
-  uint32_t crc;
+  uint32_t crc; /* lookup key: the last 4 bytes (a module's stored CRC-32) */
   uint32_t refs;
   uint32_t memo; /* a verdict on the bytes, set by the caller (see memo_set) */
   int has_memo;
@@ -36,7 +36,8 @@ void ota_imgstore_init(ota_imgstore_t *s);
 void ota_imgstore_free(ota_imgstore_t *s);
 /* Take ownership of buf[len] (malloc'd) and return the shared image with the
  * same bytes (buf itself when new, else buf is freed). NULL on OTA_ENOMEM
- * (buf freed). */
+ * (buf freed). A held copy is found by length and last 4 bytes, then compared
+ * byte for byte: the bytes are not hashed. */
 uint8_t *ota_imgstore_adopt(ota_imgstore_t *s, uint8_t *buf, size_t len);
 /* Drop one reference to an image returned by adopt(); the last one frees it.
  * A pointer the store does not hold is passed to free(). NULL is ignored. */
