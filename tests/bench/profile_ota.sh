@@ -3,8 +3,9 @@
 # loopback, server defaults): otalab-server and otalab-device run under
 # valgrind --tool=callgrind; the counters are zeroed once the device is
 # described (handshake and boot excluded) and dumped after `otalab flash`
-# returns. Prints instructions per chunk (512 B) for each side and the top
-# functions (inclusive) to OUT/{server,device}.txt.
+# returns. Prints instructions per chunk (512 B) for each side by category
+# (profile_ota.py) and the top functions (inclusive) to OUT/{server,device}.txt.
+# Counts are repeatable to ~1%, unlike wall-clock times on a shared machine.
 # usage: profile_ota.sh BUILD_DIR [OUT_DIR]   (PROFILE=server|device|both)
 set -uo pipefail
 B=$(cd "${1:?build dir}" && pwd)
@@ -77,5 +78,7 @@ for who in server device; do
   [ -n "$f" ] || continue
   callgrind_annotate --inclusive=yes --threshold=99.5 "$f" >"$OUT/$who.txt" 2>/dev/null
   total=$(sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' "$OUT/$who.txt" | tr -d ,)
-  printf 'profile: %-6s %12s Ir, %8d Ir/chunk  (%s)\n' "$who" "$total" $((total / CHUNKS)) "$OUT/$who.txt"
+  printf 'profile: %-6s %12s Ir in the flash window, %d Ir/chunk all in (%s)\n' \
+    "$who" "$total" $((total / CHUNKS)) "$OUT/$who.txt"
+  python3 "$(dirname "$0")/profile_ota.py" "$who" "$f" "$CHUNKS"
 done
