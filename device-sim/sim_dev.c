@@ -20,8 +20,10 @@
 #define MSG_MAX 1536
 #define KEEPALIVE_MS (23u * 60u * 1000u) /* PROTOCOL.md 1.5 */
 #define RECONNECT_MS 1000u
-#define HS_POLL_MS 50u /* poll a handshake's real-time timers (real ms) */
-#define HS_WAIT_MS 10u /* re-check a capped connect after (real ms) */
+#define RETRY_MS 5000u /* first retry after a failed handshake (device ms) */
+#define RETRY_MAX_MS 300000u /* backoff cap: 5 s, 10, 20 ... 300 s */
+#define HS_POLL_MS 50u       /* poll a handshake's real-time timers (real ms) */
+#define HS_WAIT_MS 10u       /* re-check a capped connect after (real ms) */
 #define DROP_LINK_DEFAULT_MS 20000u
 #define FINISH_WAIT_MS 5000u /* wait_confirmable() default (device ms) */
 
@@ -709,6 +711,8 @@ static void close_conn(sim_dev_t *d, const char *why) {
 
 static void online(sim_dev_t *d) {
   sim_transport_stats_t *st = &d->t->stats;
+  d->hs_fails = 0;
+  d->was_online = 1;
   if (st->resumed)
     d->n.resumed_hs++;
   else
@@ -755,19 +759,41 @@ static void handshake_result(sim_dev_t *d, int rc) {
     return;
   }
   d->n.failed_hs++;
+  d->hs_fails++;
   OTA_LOGE("connect: %s:%u failed: %s", d->ctx->host, d->ctx->port,
            ota_strerror(rc));
   d->t->ops->destroy(d->t);
   d->t = NULL;
   set_fd(d, -1);
   drop_queue(d);
-  if (!d->ctx->fleet) {
+  if (!d->ctx->fleet && !d->was_online) {
+    /* The first connect of a single device: a wrong address, port or key is
+     * a setup error, not an outage to wait out. */
+    OTA_LOGE("connect: no session with %s:%u (%s): giving up, exit 1",
+             d->ctx->host, d->ctx->port, ota_strerror(rc));
     d->exit_code = 1;
     set_phase(d, SIM_DEAD, "cannot connect");
-  } else { /* Device OS keeps trying */
-    d->wake_at = dnow(d) + 5000;
-    set_phase(d, SIM_WAIT, "handshake failed: retry in 5 s");
+    return;
   }
+  /* Device OS keeps trying; backoff 5 s doubling to 5 min (device time). */
+  uint32_t sh = d->hs_fails - 1 < 6 ? d->hs_fails - 1 : 6;
+  uint64_t back = (uint64_t)RETRY_MS << sh;
+  if (back > RETRY_MAX_MS)
+    back = RETRY_MAX_MS;
+  d->wake_at = dnow(d) + back;
+  OTA_LOGW("connect: attempt %u failed: retry in %llu s", d->hs_fails,
+           (unsigned long long)(back / 1000));
+  set_phase(d, SIM_WAIT, "handshake failed: retry later");
+}
+
+/* OTALAB_DEVICE_HS_TIMEOUT=MIN:MAX (real ms): shorter handshake timers for
+ * tests of an unanswered reconnect (default 3000:24000, a 45 s give-up). */
+static void hs_timeout(uint32_t *min_ms, uint32_t *max_ms) {
+  const char *e = getenv("OTALAB_DEVICE_HS_TIMEOUT");
+  unsigned a = 0, b = 0;
+  *min_ms = *max_ms = 0;
+  if (e && sscanf(e, "%u:%u", &a, &b) == 2 && a && b >= a)
+    *min_ms = a, *max_ms = b;
 }
 
 static void connect_now(sim_dev_t *d) {
@@ -799,6 +825,7 @@ static void connect_now(sim_dev_t *d) {
                         .keylog_file = d->ctx->keylog,
                         .raw_send = link_send,
                         .raw_ud = d};
+  hs_timeout(&cfg.hs_min_ms, &cfg.hs_max_ms);
   d->t = sim_dtls_new(&cfg);
   if (!d->t) {
     d->exit_code = 2;

@@ -4,10 +4,11 @@
  *
  *   WAIT --wake_at--> HANDSHAKE --done--> ONLINE --reboot (OTA, safe mode)--+
  *    ^                   | fail             | lost / ping timeout / fault   |
- *    +------ retry ------+------------------+                               |
+ *    +- retry (backoff) -+------------------+                               |
  *    +------------------------------- boot, then WAIT <---------------------+
  *   HANDSHAKE/ONLINE --refused (close_notify, Hello RST)--> DEAD
  *   boot --hard-fault loop--> DEAD
+ *   HANDSHAKE --fail, single device never online yet--> DEAD (exit 1)
  *
  * sim_dev_set_phase() is the only place the phase changes; it logs
  * `OLD => NEW (why)`. Ownership: sim_dev_t owns its transport, staging
@@ -125,6 +126,8 @@ typedef struct {
   uint64_t last_io;    /* device ms */
   uint64_t hs_real0;   /* real ms the handshake started */
   uint64_t hs_poll_at; /* HANDSHAKE: device ms to step mbedTLS's timers */
+  uint32_t hs_fails;   /* failed handshakes since the last success */
+  int was_online;      /* a handshake succeeded once in this process */
   int exiting;         /* sim_dev_free() runs: fleets save state now */
   uint64_t ota_t0, ota_real0;
   /* OTA finish: the 2.04 leaves first, then the module is queued (fin), then

@@ -40,8 +40,10 @@ typedef struct {
   /* Drive the handshake (call on input and every ~50 ms for retransmits):
    * 0 done (server pinned), 1 in progress, or an error. */
   int (*step)(sim_transport_t *t);
-  /* Owner-driven I/O only: hand one received datagram (a view, used before
-   * the next step/recv returns) to the next step or recv. */
+  /* Owner-driven I/O only: hand one received datagram to the next step or
+   * recv. It is copied (the caller may free buf at once); one is held: a
+   * datagram no step/recv read is replaced by the next feed (a loss, as a
+   * full modem buffer) and dropped by close and by the next start. */
   void (*feed)(sim_transport_t *t, const uint8_t *buf, size_t len);
   /* Send close_notify when `notify`, close the socket; safe twice. */
   void (*close)(sim_transport_t *t, int notify);
@@ -72,6 +74,9 @@ typedef struct {
    * the owner reads poll_fd itself. */
   int (*raw_send)(void *ud, const uint8_t *buf, size_t len);
   void *raw_ud;
+  /* Handshake retransmit timer, real ms: first wait, doubling up to the
+   * last, then the handshake fails (0, 0: Device OS's 3000, 24000 = 45 s). */
+  uint32_t hs_min_ms, hs_max_ms;
 } sim_dtls_cfg_t;
 
 /* Create a DTLS transport; NULL on error (logged). Strings are copied where

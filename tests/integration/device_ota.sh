@@ -11,6 +11,7 @@ FIX=${4:?fixtures dir (otalab mkfixtures)}
 A=0a0000000000000000000001 # restart keeps the flash
 B=0b0000000000000000000002 # 0.5.1 -> hard fault -> recover
 C=0c0000000000000000000003 # safe mode
+D=0d0000000000000000000004 # server stops answering: retries with backoff
 TOKEN=otalab-device-ota-test-token
 . "$(dirname "$0")/lib.sh"
 otl_tmpdir devota
@@ -18,8 +19,8 @@ otl_tmpdir devota
 [ -f "$FIX/system-part1-0.6.2-electron.bin" ] || otl_fail "no fixtures in $FIX"
 [ -x "$DEVICE" ] && [ -x "$SERVER" ] || otl_fail "missing $DEVICE or $SERVER"
 otl_keys_server
-otl_device_keys $A $B $C
-otl_register_file $A $B $C
+otl_device_keys $A $B $C $D
+otl_register_file $A $B $C $D
 otl_start_server
 otl_ok "server listening coap=$COAP http=$HTTP"
 
@@ -86,4 +87,34 @@ sys.exit(0 if u and u[0]["vv"] != u[0]["vc"] and not u[0]["vv"] & 4 else 1)'
 }
 otl_wait_for 20 safe_in_describe || otl_fail "C: describe does not show the failed user module"
 otl_ok "C: app for 0.6.2 on 0.6.1 -> SAFE_MODE, spark/device/safemode published, describe u vv!=vc"
+otl_kill $DEVPID
+
+# --- D: the server stops answering (SIGSTOP) while the device is online: the
+# keep-alive ping fails, each reconnect's handshake times out (timers shortened
+# to 100+200+400 ms by OTALAB_DEVICE_HS_TIMEOUT), and the device keeps retrying
+# with backoff (5 s, 10 s ... device time) until the server answers again.
+# A first connect nobody answers ends the process: exit 1 with a message.
+export OTALAB_DEVICE_HS_TIMEOUT=100:400
+otl_start_device $D --log d1 --time-scale 1000
+otl_wait_for 20 grep -q 'keep-alive: ping acknowledged' "$T/d1.log" ||
+  otl_fail "D: device not connected"
+kill -STOP $SPID
+otl_wait_for 40 grep -q 'connect: attempt 4 failed: retry in 40 s' "$T/d1.log" ||
+  { kill -CONT $SPID; otl_fail "D: no 4th failed reconnect with a 40 s backoff"; }
+kill -CONT $SPID
+kill -0 $DEVPID 2>/dev/null || otl_fail "D: device exited while the server was stopped"
+n=$(grep -c 'hello: acknowledged' "$T/d1.log")
+otl_wait_for 60 sh -c "[ \$(grep -c 'hello: acknowledged' '$T/d1.log') -gt $n ]" ||
+  otl_fail "D: no new session once the server answered again"
+otl_kill $DEVPID
+otl_ok "D: server stopped: $(grep -c 'connect: attempt' "$T/d1.log") reconnects failed (backoff $(grep -o 'retry in [0-9]* s' "$T/d1.log" | awk '{printf "%s ", $3}')s), then connected again"
+PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+otl_start_device $D --log d2 --server 127.0.0.1:$PORT --state "$T/d2.state"
+otl_wait_for 20 sh -c "! kill -0 $DEVPID 2>/dev/null" || otl_fail "D: unanswered first connect still running"
+wait $DEVPID; rc=$?
+[ $rc = 1 ] || otl_fail "D: unanswered first connect: exit $rc, want 1"
+grep -q 'connect: no session with 127.0.0.1:'$PORT'.*giving up, exit 1' "$T/d2.log" ||
+  otl_fail "D: no 'giving up' message"
+otl_ok "D: a first connect nobody answers: exit 1 ($(grep -o 'connect: no session.*' "$T/d2.log"))"
+unset OTALAB_DEVICE_HS_TIMEOUT
 otl_pass device_ota
