@@ -232,11 +232,8 @@ static int run(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   ota_catalog_t cat;
-  ota_catalog_init(&cat);
   char err[256] = "";
-  if (!catpath)
-    catpath = cli_default_catalog();
-  int have_cat = ota_catalog_load_file(&cat, catpath, err, sizeof err) == 0;
+  int have_cat = cli_catalog_load(&cat, &catpath, err, sizeof err) == 0;
   if (!have_cat)
     fprintf(stderr,
             "otalab inspect: catalogue %s not loaded (%s); release names "

@@ -119,11 +119,8 @@ static int run(int argc, char **argv) {
   }
 
   ota_catalog_t cat;
-  ota_catalog_init(&cat);
   char err[256] = "";
-  if (!catpath)
-    catpath = cli_default_catalog();
-  int have_cat = ota_catalog_load_file(&cat, catpath, err, sizeof err) == 0;
+  int have_cat = cli_catalog_load(&cat, &catpath, err, sizeof err) == 0;
   const ota_cat_release_t *rel =
       have_cat ? ota_catalog_find(&cat, requires) : NULL;
   long sysver = rel ? rel->system_version : -1;

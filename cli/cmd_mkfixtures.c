@@ -105,13 +105,10 @@ static int run(int argc, char **argv) {
     usage(stderr);
     return CLI_EXIT_USAGE;
   }
-  if (!catpath)
-    catpath = cli_default_catalog();
 
   ota_catalog_t cat;
-  ota_catalog_init(&cat);
   char err[256] = "";
-  int rc = ota_catalog_load_file(&cat, catpath, err, sizeof err);
+  int rc = cli_catalog_load(&cat, &catpath, err, sizeof err);
   if (rc) {
     fprintf(stderr, "otalab mkfixtures: %s: %s\n", catpath,
             err[0] ? err : ota_strerror(rc));

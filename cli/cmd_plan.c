@@ -231,8 +231,7 @@ static int plan_run(int argc, char **argv) {
 
   ota_catalog_t cat;
   char err[256] = "";
-  ota_catalog_init(&cat);
-  int rc = ota_catalog_load_file(&cat, catalog, err, sizeof err);
+  int rc = cli_catalog_load(&cat, &catalog, err, sizeof err);
   if (rc) {
     fprintf(stderr, "otalab plan: catalogue: %s\n", err);
     return CLI_EXIT_FAIL;

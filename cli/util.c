@@ -7,39 +7,10 @@
 
 #include "cli.h"
 #include "otalab/err.h"
+#include "otalab/file.h"
 
 int cli_read_file(const char *path, uint8_t **buf, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  uint8_t *b = NULL;
-  size_t cap = 0, n = 0;
-  if (!f)
-    return errno == ENOENT ? OTA_ENOENT : OTA_EIO;
-  for (;;) {
-    if (n == cap) {
-      size_t ncap = cap ? cap * 2 : 65536;
-      uint8_t *nb = realloc(b, ncap);
-      if (!nb) {
-        free(b);
-        fclose(f);
-        return OTA_ENOMEM;
-      }
-      b = nb;
-      cap = ncap;
-    }
-    size_t r = fread(b + n, 1, cap - n, f);
-    n += r;
-    if (r == 0)
-      break;
-  }
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    free(b);
-    return OTA_EIO;
-  }
-  *buf = b;
-  *len = n;
-  return 0;
+  return ota_file_read(path, buf, len);
 }
 
 int cli_write_file(const char *path, const uint8_t *buf, size_t len) {
@@ -71,6 +42,14 @@ const char *cli_default_catalog(void) {
     return OTALAB_DEFAULT_CATALOG;
 #endif
   return "/usr/share/otalab/electron.json";
+}
+
+int cli_catalog_load(ota_catalog_t *cat, const char **path, char *err,
+                     size_t errlen) {
+  ota_catalog_init(cat);
+  if (!*path)
+    *path = cli_default_catalog();
+  return ota_catalog_load_file(cat, *path, err, errlen);
 }
 
 long cli_parse_size(const char *s) {

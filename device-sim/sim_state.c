@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "otalab/err.h"
+#include "otalab/file.h"
 #include "otalab/log.h"
 
 /* File layout (little-endian):
@@ -28,38 +29,7 @@ static uint32_t get32(const uint8_t *p) {
 }
 
 int sim_read_file(const char *path, uint8_t **buf, size_t *len) {
-  *buf = NULL;
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return OTA_ENOENT;
-  size_t cap = 0, n = 0;
-  uint8_t *b = NULL;
-  for (;;) {
-    if (n == cap) {
-      size_t nc = cap ? cap * 2 : 65536;
-      uint8_t *nb = realloc(b, nc);
-      if (!nb) {
-        free(b);
-        fclose(f);
-        return OTA_ENOMEM;
-      }
-      b = nb, cap = nc;
-    }
-    size_t r = fread(b + n, 1, cap - n, f);
-    n += r;
-    if (r == 0)
-      break;
-  }
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    free(b);
-    return OTA_EIO;
-  }
-  *buf = b;
-  *len = n;
-  return 0;
+  return ota_file_read(path, buf, len);
 }
 
 int sim_state_load(const char *path, ota_device_t *dev,
