@@ -134,17 +134,28 @@ static long dechunk(char *b, size_t len) {
   }
 }
 
+#define HOST_MAX 256
+#define FULLPATH_MAX 2048
+/* Connect to url's host and port; fullpath gets url's base path + path.
+ * Returns the socket or a negative OTA_E*. */
+static int open_url(const char *url, const char *path, int timeout_ms,
+                    char host[HOST_MAX], int *port,
+                    char fullpath[FULLPATH_MAX]) {
+  char base[512];
+  int rc = cli_http_parse_url(url, host, HOST_MAX, port, base, sizeof base);
+  if (rc)
+    return rc;
+  snprintf(fullpath, FULLPATH_MAX, "%s%s", base, path);
+  return connect_to(host, *port, timeout_ms);
+}
+
 int cli_http_request(const char *url, const char *method, const char *path,
                      const char *token, const char *extra, const uint8_t *body,
                      size_t blen, int timeout_ms, cli_http_resp_t *resp) {
-  char host[256], base[512], fullpath[2048];
+  char host[HOST_MAX], fullpath[FULLPATH_MAX];
   int port, rc;
   memset(resp, 0, sizeof *resp);
-  if ((rc = cli_http_parse_url(url, host, sizeof host, &port, base,
-                               sizeof base)))
-    return rc;
-  snprintf(fullpath, sizeof fullpath, "%s%s", base, path);
-  int fd = connect_to(host, port, timeout_ms);
+  int fd = open_url(url, path, timeout_ms, host, &port, fullpath);
   if (fd < 0)
     return fd;
   int has_body =
@@ -228,13 +239,9 @@ int cli_http_request(const char *url, const char *method, const char *path,
 
 int cli_http_stream(const char *url, const char *path, const char *token,
                     int timeout_ms, int *status) {
-  char host[256], base[512], fullpath[2048], line[1024];
+  char host[HOST_MAX], fullpath[FULLPATH_MAX], line[1024];
   int port, rc;
-  if ((rc = cli_http_parse_url(url, host, sizeof host, &port, base,
-                               sizeof base)))
-    return rc;
-  snprintf(fullpath, sizeof fullpath, "%s%s", base, path);
-  int fd = connect_to(host, port, timeout_ms);
+  int fd = open_url(url, path, timeout_ms, host, &port, fullpath);
   if (fd < 0)
     return fd;
   rc = send_request(fd, host, port, "GET", fullpath, token,
