@@ -6,11 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "otalab/chunked.h"
+#include "otalab/electron.h"
 #include "otalab/err.h"
 #include "otalab/log.h"
 #include "otalab/module.h"
 #include "otalab/multipart.h"
 #include "srv.h"
+#include "srv_api.h"
 #include "srv_static.h"
 
 srv_devices_t *srv_http_devices;
@@ -30,6 +33,10 @@ typedef struct {
   char ctype[256];
   uint8_t *in;
   size_t in_len, in_cap;
+  /* Transfer-Encoding: chunked (no Content-Length; lws hands us the framing
+   * and never ends the body): decoded here, the last chunk ends it */
+  int chunked, body_done, close_after;
+  ota_chunked_t ch;
 } pss_t;
 
 /* The release whose system module version every system part carries, from
@@ -60,6 +67,21 @@ static const char *system_version(json_t *desc, json_t *mods_out) {
   return r ? r->name : NULL;
 }
 
+/* product_id as the Particle API reports it: a developer device's is its
+ * platform id (10), so particle-cli lists it as an Electron, not a Core;
+ * "product" (boolean, ours) tells product devices apart. The product comes
+ * from the device's session (set beforehand) or else the registry. */
+static void particle_product(json_t *o) {
+  json_t *p = json_object_get(o, "product_id");
+  const char *id = json_string_value(json_object_get(o, "id"));
+  json_int_t v = p    ? json_integer_value(p)
+                 : id ? srv_products_of_device(id)
+                      : 0;
+  json_object_set_new(o, "product", json_boolean(v != 0));
+  json_object_set_new(o, "product_id",
+                      json_integer(v ? v : OTA_PLATFORM_ELECTRON));
+}
+
 void srv_http_device_brief(const srv_device_t *d, void *obj) {
   json_t *o = obj,
          *desc = d && d->describe ? json_loads(d->describe, 0, NULL) : NULL;
@@ -82,6 +104,7 @@ void srv_http_device_brief(const srv_device_t *d, void *obj) {
     json_object_set_new(o, "development", json_false());
     json_object_set_new(o, "safe_mode", json_null());
   }
+  particle_product(o);
   json_object_set_new(o, "ota", srv_ota_brief_json(d));
 }
 
@@ -125,6 +148,7 @@ static char *device_json(const char *id, unsigned *status) {
       srv_cloud_json(d, o);
       json_object_set_new(o, "data_usage", srv_usage_json(&d->usage));
     }
+    particle_product(o);
   }
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
@@ -331,6 +355,66 @@ static int device_path(const char *uri, char id[SRV_ID_HEX + 1]) {
   return 0;
 }
 
+/* The whole PUT body is in: flash, answer. */
+static int body_complete(struct lws *wsi, pss_t *pss) {
+  pss->body_done = 1;
+  char *json = flash(pss);
+  free(pss->in);
+  pss->in = NULL;
+  pss->in_len = pss->in_cap = 0;
+  return reply(wsi, pss, json ? json : strdup("{\"ok\":false}"));
+}
+
+/* Broken chunked framing: 400, and the connection closes after the answer
+ * (where the next request would start is unknown). */
+static int body_malformed(struct lws *wsi, pss_t *pss) {
+  OTA_LOGW("http: PUT %s refused: malformed chunked body (400)", pss->id);
+  pss->body_done = pss->close_after = 1;
+  free(pss->in);
+  pss->in = NULL;
+  pss->in_len = pss->in_cap = 0;
+  return reply(wsi, pss,
+               err_json(&pss->status, 400, "Malformed chunked request body."));
+}
+
+/* A piece of a chunked PUT body: decoded into pss->in (dropped once over
+ * --max-upload: the answer is then 413); the last chunk completes it, as
+ * LWS_CALLBACK_HTTP_BODY_COMPLETION does for a Content-Length body. */
+static int body_chunked(struct lws *wsi, pss_t *pss, const void *in,
+                        size_t len) {
+  if (pss->body_done)
+    return 0;
+  uint8_t *dst = NULL;
+  if (!pss->too_big) {
+    if (pss->in_len + len > pss->in_cap) {
+      size_t cap = pss->in_cap ? pss->in_cap : 64 * 1024;
+      while (cap < pss->in_len + len)
+        cap *= 2;
+      uint8_t *p = realloc(pss->in, cap);
+      if (!p)
+        return -1;
+      pss->in = p;
+      pss->in_cap = cap;
+    }
+    dst = pss->in + pss->in_len;
+  }
+  size_t n = 0;
+  int rc = ota_chunked_feed(&pss->ch, in, len, dst, &n, NULL);
+  if (!pss->too_big) {
+    pss->in_len += n;
+    if (pss->in_len > srv_http_max_upload) {
+      pss->too_big = 1;
+      free(pss->in);
+      pss->in = NULL;
+      pss->in_len = pss->in_cap = 0;
+    }
+  }
+  if (rc == 0)
+    return 0;
+  lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  return rc < 0 ? body_malformed(wsi, pss) : body_complete(wsi, pss);
+}
+
 static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
                    void *user, void *in, size_t len) {
   pss_t *pss = user;
@@ -347,10 +431,17 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
       snprintf(pss->id, sizeof pss->id, "%s", id);
       lws_hdr_copy(wsi, pss->ctype, sizeof pss->ctype,
                    WSI_TOKEN_HTTP_CONTENT_TYPE);
-      char cl[32];
+      char cl[32], te[64];
       if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
           strtoull(cl, NULL, 10) > srv_http_max_upload)
         pss->too_big = 1;
+      if (lws_hdr_copy(wsi, te, sizeof te, WSI_TOKEN_HTTP_TRANSFER_ENCODING) >
+              0 &&
+          ota_chunked_header(te)) {
+        /* lws 4.1.6 drops the connection after such a body anyway: say so */
+        pss->chunked = pss->close_after = 1;
+        ota_chunked_init(&pss->ch);
+      }
       return 0; /* the body follows: LWS_CALLBACK_HTTP_BODY */
     }
     pss->is_put = 0;
@@ -361,6 +452,8 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
                  device_path(uri, id) ? NULL : device_json(id, &pss->status));
   }
   case LWS_CALLBACK_HTTP_BODY:
+    if (pss->is_put && pss->chunked)
+      return body_chunked(wsi, pss, in, len);
     if (!pss->is_put || pss->too_big)
       return 0;
     if (pss->in_len + len > srv_http_max_upload) {
@@ -383,15 +476,12 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
     memcpy(pss->in + pss->in_len, in, len);
     pss->in_len += len;
     return 0;
-  case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-    if (!pss->is_put)
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    if (!pss->is_put || pss->body_done)
       return 0;
-    char *json = flash(pss);
-    free(pss->in);
-    pss->in = NULL;
-    pss->in_len = pss->in_cap = 0;
-    return reply(wsi, pss, json ? json : strdup("{\"ok\":false}"));
-  }
+    if (pss->chunked) /* lws ended the body before the last chunk */
+      return body_malformed(wsi, pss);
+    return body_complete(wsi, pss);
   case LWS_CALLBACK_HTTP_WRITEABLE: {
     if (!pss->body)
       break;
@@ -409,6 +499,10 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
            lws_add_http_header_by_name(wsi, (const unsigned char *)"etag:",
                                        (const unsigned char *)pss->etag,
                                        (int)strlen(pss->etag), &p, end)) ||
+          (pss->close_after &&
+           lws_add_http_header_by_name(
+               wsi, (const unsigned char *)"connection:",
+               (const unsigned char *)"close", 5, &p, end)) ||
           (pss->rtype &&
            lws_add_http_header_by_name(
                wsi, (const unsigned char *)"x-content-type-options:",
@@ -423,7 +517,7 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
                       LWS_WRITE_HTTP_FINAL);
     free(pss->body);
     pss->body = NULL;
-    if (r < (int)pss->len)
+    if (r < (int)pss->len || pss->close_after)
       return -1;
     if (lws_http_transaction_completed(wsi))
       return -1;

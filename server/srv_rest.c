@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "otalab/chunked.h"
 #include "otalab/err.h"
 #include "otalab/log.h"
 #include "otalab/multipart.h"
@@ -39,6 +40,8 @@ typedef struct {
   char ctype[160];
   char authz[512];
   int authed, too_big, dispatched;
+  int chunked; /* Transfer-Encoding: chunked: decoded here (see srv_http.c) */
+  ota_chunked_t ch;
   uint8_t *in;
   size_t in_len, in_cap;
   char *body; /* LWS_PRE headroom */
@@ -515,6 +518,9 @@ static int write_body(struct lws *wsi, api_pss_t *p) {
                                       *end = buf + sizeof buf - 1;
     if (lws_add_http_common_headers(wsi, p->status, "application/json", p->len,
                                     &q, end) ||
+        (p->chunked && lws_add_http_header_by_name(
+                           wsi, (const unsigned char *)"connection:",
+                           (const unsigned char *)"close", 5, &q, end)) ||
         lws_finalize_write_http_header(wsi, start, &q, end))
       return -1;
     p->hdr_sent = 1;
@@ -525,9 +531,54 @@ static int write_body(struct lws *wsi, api_pss_t *p) {
                     LWS_WRITE_HTTP_FINAL);
   free(p->body);
   p->body = NULL;
-  if (r < (int)p->len)
+  if (r < (int)p->len || p->chunked)
     return -1;
   return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* A piece of a chunked body of ours: decoded into p->in (NUL-terminated,
+ * dropped once over --max-upload: 413); the last chunk dispatches. The
+ * connection closes after the answer (as lws 4.1.6 does after such a body). */
+static int body_chunked(struct lws *wsi, api_pss_t *p, const void *in,
+                        size_t len) {
+  uint8_t *dst = NULL;
+  if (!p->too_big) {
+    if (p->in_len + len + 1 > p->in_cap) {
+      size_t cap = p->in_cap ? p->in_cap : 16 * 1024;
+      while (cap < p->in_len + len + 1)
+        cap *= 2;
+      uint8_t *q = realloc(p->in, cap);
+      if (!q)
+        return -1;
+      p->in = q;
+      p->in_cap = cap;
+    }
+    dst = p->in + p->in_len;
+  }
+  size_t n = 0;
+  int rc = ota_chunked_feed(&p->ch, in, len, dst, &n, NULL);
+  if (!p->too_big) {
+    p->in_len += n;
+    p->in[p->in_len] = 0;
+    if (p->in_len > srv_http_max_upload) {
+      p->too_big = 1;
+      free(p->in);
+      p->in = NULL;
+      p->in_len = p->in_cap = 0;
+    }
+  }
+  if (rc == 0)
+    return 0;
+  lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  if (rc < 0) {
+    p->dispatched = 1;
+    OTA_LOGW("http: %s %s refused: malformed chunked body (400)", p->method,
+             p->path);
+    return reply(
+        wsi, p,
+        err_json(p, 400, "invalid_request", "Malformed chunked request body."));
+  }
+  return reply(wsi, p, dispatch(wsi, p));
 }
 
 /* The WebSocket path "/v1/events/ws[/prefix]" is "/v1/events[/prefix]". */
@@ -578,14 +629,25 @@ static int cb_api(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             : 0;
     if (n > (long long)srv_http_max_upload)
       p->too_big = 1;
-    if (!strcmp(p->method, "GET") || n <= 0)
+    char te[64];
+    if (lws_hdr_copy(wsi, te, sizeof te, WSI_TOKEN_HTTP_TRANSFER_ENCODING) >
+            0 &&
+        ota_chunked_header(te)) {
+      p->chunked = 1;
+      ota_chunked_init(&p->ch);
+    }
+    if (!strcmp(p->method, "GET") || (n <= 0 && !p->chunked))
       return reply(wsi, p, dispatch(wsi, p));
     return 0; /* the body follows */
   }
   case LWS_CALLBACK_HTTP_BODY:
     if (!p || !p->mine)
       return forward(wsi, reason, user, in, len);
-    if (p->too_big || p->dispatched)
+    if (p->dispatched)
+      return 0;
+    if (p->chunked)
+      return body_chunked(wsi, p, in, len);
+    if (p->too_big)
       return 0;
     if (p->in_len + len > srv_http_max_upload) {
       p->too_big = 1;
@@ -613,6 +675,12 @@ static int cb_api(struct lws *wsi, enum lws_callback_reasons reason, void *user,
       return forward(wsi, reason, user, in, len);
     if (p->dispatched)
       return 0;
+    if (p->chunked) { /* lws ended the body before the last chunk */
+      p->dispatched = 1;
+      return reply(wsi, p,
+                   err_json(p, 400, "invalid_request",
+                            "Malformed chunked request body."));
+    }
     return reply(wsi, p, dispatch(wsi, p));
   case LWS_CALLBACK_HTTP_WRITEABLE:
     if (!p || !p->mine)

@@ -125,11 +125,17 @@ function mergeJob(d, j, active, initial) {
   d.jobs.set(j.job, job);
 }
 
+// The API reports a developer device's product_id as its platform id (10, as
+// Particle does); "product": false says so. Here 0 means developer.
+function productOf(b) {
+  return b.product === false ? 0 : b.product_id || 0;
+}
+
 function applyDetail(d, b) {
   const initial = !d.detail;
   d.detail = b;
   d.connected = !!b.connected;
-  if (b.product_id != null) d.product_id = b.product_id;
+  if (b.product_id != null) d.product_id = productOf(b);
   d.release = b.system_firmware_version || releaseOfModules(b.modules) || null;
   d.safe = b.safe_mode != null ? !!b.safe_mode : inSafeMode(b.describe);
   if (b.ota) mergeJob(d, b.ota, true, initial);
@@ -543,7 +549,7 @@ async function loadList() {
   for (const row of r.body) {
     const d = dev(row.id);
     d.name = row.name || row.id;
-    d.product_id = row.product_id || 0;
+    d.product_id = productOf(row);
     d.connected = !!row.connected;
     if (!d.detail) wantFetch(row.id);
     markDirty(d);

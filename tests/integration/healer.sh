@@ -101,7 +101,7 @@ otl_wait_for 20 grep -q "event: $D spark/status/safe-mode" "$T/server.log" ||
   otl_fail "D: no spark/status/safe-mode"
 sleep 4
 grep -q "ota: $D job" "$T/server.log" && otl_fail "D: developer device got an OTA"
-dev_has $D "d['product_id']==0 and d['safe_mode'] is True and d['healer']['state']=='DISABLED'" ||
+dev_has $D "d['product_id']==10 and d['product'] is False and d['safe_mode'] is True and d['healer']['state']=='DISABLED'" ||
   otl_fail "D: GET does not show a developer device in safe mode"
 otl_ok "D: developer device: spark/status/safe-mode, healer DISABLED, no OTA in 4 s"
 otl_kill "$DEVPID"

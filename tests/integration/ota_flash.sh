@@ -115,6 +115,15 @@ resent=$(jq_py "d['last_ota']['chunks_resent']")
 [ "${resent:-0}" -ge 1 ] || otl_fail "no chunk was resent after the corruption"
 grep -q 'ChunkMissed\|CHUNK_MISSED\|missed' "$T/server.log" || echo "note: no ChunkMissed logged"
 otl_ok "corrupted chunk dropped by DTLS, $resent chunk(s) resent, u/1 v6 installed"
+
+# particle-cli 3.x uploads with Transfer-Encoding: chunked (no Content-Length).
+"$OTALAB" mkapp --requires 0.6.2 --version 7 --out "$T/app7.bin" >/dev/null || otl_fail "otalab mkapp v7"
+resp=$(curl -s -w ' %{http_code}' -H 'Expect:' -H 'Transfer-Encoding: chunked' -X PUT \
+  -F file=@"$T/app7.bin" -F file_type=binary "http://127.0.0.1:$HTTP/v1/devices/$ID")
+case "$resp" in *'"Update started"'*' 200') ;; *) otl_fail "chunked PUT flash: $resp, want 200" ;; esac
+u1_is_7() { [ "$(mod_v u 1)" = 7 ]; }
+otl_wait_for 60 u1_is_7 || otl_fail "u/1 not at v7 after the chunked PUT"
+otl_ok "chunked multipart PUT (as particle-cli 3.x sends it): u/1 v7 installed"
 sed 's/^/  relay: /' "$T/relay.out"
 # Clean shutdown; under ASan/UBSan no server or device log may hold a report.
 otl_pass ota_flash

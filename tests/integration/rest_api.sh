@@ -92,15 +92,46 @@ expect 400 "POST /v1/devices malformed form" "${A[@]}" -d 'id=%zz' "$U/v1/device
 expect 400 "POST /v1/devices bad id" "${A[@]}" -d 'id=123' --data-urlencode 'public_key@'"$T/$ID/$ID.pub.pem" "$U/v1/devices"
 expect 200 "POST /v1/devices (JSON)" "${A[@]}" -H 'Content-Type: application/json' \
   --data @"$T/reg.json" "$U/v1/devices"
-body_has "d['id']=='$ID' and d['name']=='bench-1' and d['product_id']==0"
+body_has "d['id']=='$ID' and d['name']=='bench-1' and d['product_id']==10 and d['product'] is False"
 cmp -s "$T/$ID/$ID.pub.pem" "$T/data/devices/$ID.pub.pem" || otl_fail "key not stored for the DTLS check"
 otl_ok "public key written to DATA/devices/$ID.pub.pem"
 expect 200 "GET /v1/devices lists it" "${A[@]}" "$U/v1/devices"
 body_has "[x for x in d if x['id']=='$ID' and x['name']=='bench-1']"
 expect 404 "GET unknown device" "${A[@]}" "$U/v1/devices/ffffffffffffffffffffffff"
+expect 200 "GET /v1/devices/:id of a developer device" "${A[@]}" "$U/v1/devices/$ID"
+body_has "d['product_id']==10 and d['product'] is False and d['platform_id']==10"
+otl_ok "developer device: product_id is the platform id (10), product false (as Particle)"
+
+# --- chunked request bodies (particle-cli 3.x uploads without Content-Length)
+CH=(-H 'Transfer-Encoding: chunked')
+expect 400 "chunked PUT flash, whole module decoded (device offline)" "${A[@]}" "${CH[@]}" \
+  -X PUT -F file=@"$T/app.bin" -F file_type=binary "$U/v1/devices/$ID"
+body_has "d['errors']==['Device is not connected.']"
+expect 400 "chunked PUT of a damaged module" "${A[@]}" "${CH[@]}" -X PUT \
+  -F file=@"$T/$ID/$ID.pub.pem" "$U/v1/devices/$ID"
+body_has "'not a module' in d['error']"
+expect 413 "chunked PUT over --max-upload (no Content-Length)" "${A[@]}" "${CH[@]}" \
+  -X PUT -F file=@"$T/big.bin" "$U/v1/devices/$ID"
+expect 413 "chunked POST firmware over --max-upload" "${A[@]}" "${CH[@]}" \
+  -F binary=@"$T/big.bin" -F version=5 "$U/v1/products/4711/firmware"
+python3 - "$HTTP" "$ID" <<'PY' || otl_fail "malformed chunked framing"
+import socket, sys
+for req in ("PUT /v1/devices/" + sys.argv[2], "POST /v1/products"):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+    s.sendall(("%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T0-fixed\r\n"
+               "Content-Type: multipart/form-data; boundary=a\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n5\r\nab" % req).encode())
+    s.sendall(b"cdefgh\r\n")  # longer than its size line says
+    r = s.recv(4096).decode()
+    assert r.startswith("HTTP/1.1 400") and "connection: close" in r.lower(), (req, r)
+    assert "chunked" in r, (req, r)
+    assert s.recv(4096) == b"", (req, "connection left open")
+PY
+otl_ok "chunked: malformed framing -> 400 and the connection closes"
 
 # --- products
-expect 200 "POST /v1/products (form)" "${A[@]}" -d id=4711 -d name=widgets "$U/v1/products"
+expect 200 "POST /v1/products (form, chunked)" "${A[@]}" -H 'Transfer-Encoding: chunked' \
+  -d id=4711 -d name=widgets "$U/v1/products"
 expect 409 "POST /v1/products again" "${A[@]}" -d id=4711 -d name=widgets "$U/v1/products"
 expect 400 "POST /v1/products without name" "${A[@]}" -d id=4712 "$U/v1/products"
 expect 404 "unknown product firmware" "${A[@]}" "$U/v1/products/999/firmware"
