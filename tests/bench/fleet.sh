@@ -9,59 +9,26 @@
 #   OTALAB_BENCH_DEVICES=N (1000)  OTALAB_BENCH_RATE=N first connects/s (100)
 #   OTALAB_BENCH_HS=N handshakes in flight (24)  OTALAB_BENCH_TIMEOUT=S (300)
 #   OTALAB_BENCH_SERVER_ARGS, OTALAB_BENCH_DEVICE_ARGS (default -q): more options
-#   OTALAB_BENCH_CACHE=DIR device key pairs kept across runs (BUILD/bench-keys)
-#   OTALAB_BENCH_TMP=DIR where the server's data dir goes (default /dev/shm when
-#   present: the server fsyncs its job files at every queue change, and a disk's
-#   fsync latency, not CPU, would be measured; OTALAB_BENCH_TMP=/tmp shows it)
+#   OTALAB_BENCH_CACHE, OTALAB_BENCH_TMP (OTALAB_BENCH_TMP=/tmp shows the cost
+#   of fsync on a disk), KEEP: see fleet_lib.sh
 # Targets: all succeed, < 60 s, server peak RSS < 150 MB, simulator < 100 MB.
 set -uo pipefail
-B=$(cd "${1:?build dir}" && pwd)
-FIX=$B/fixtures/bin
-OTALAB=$B/cli/otalab
-SERVER=$B/server/otalab-server
-DEVICE=$B/device-sim/otalab-device
+BENCH=fleet
+. "$(dirname "$0")/fleet_lib.sh"
 N=${OTALAB_BENCH_DEVICES:-1000}
 RATE=${OTALAB_BENCH_RATE:-100}
 HS=${OTALAB_BENCH_HS:-24}
 TIMEOUT=${OTALAB_BENCH_TIMEOUT:-300}
-CACHE=${OTALAB_BENCH_CACHE:-$B/bench-keys}
-TOKEN=otalab-bench-token
 PRODUCT=4242
 IDBASE=b0b000000000000000000000
-TMPD=${OTALAB_BENCH_TMP:-/tmp}
-[ -z "${OTALAB_BENCH_TMP:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] && TMPD=/dev/shm
-T=$(mktemp -d "$TMPD/otalab-bfleet.XXXXXX")
-SPID=
-cleanup() {
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-die() {
-  echo "bench/fleet: $*" >&2
-  for f in "$T"/server.log "$T"/fleet.log; do [ -f "$f" ] && tail -15 "$f" >&2; done
-  exit 1
-}
 cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null; } # utime+stime
 hwm_kb() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
 ms() { echo $(($(date +%s%N) / 1000000)); }
 
-[ -f "$FIX/system-part1-0.6.2-electron.bin" ] || die "no fixtures in $FIX (build 'fixtures')"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
-"$OTALAB" keys server --out "$T/keys" >/dev/null || die "otalab keys server"
+otb_prepare
 "$OTALAB" mkapp --requires 0.6.2 --out "$T/app.bin" >/dev/null || die "otalab mkapp"
-mkdir -p "$T/data" "$T/state" "$CACHE"
-# Key pairs from an earlier run (otalab-device writes new ones into the state dir).
-cp "$CACHE"/*.pem "$T/state/" 2>/dev/null
-"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" --token $TOKEN \
-  --fixtures "$FIX" ${OTALAB_BENCH_SERVER_ARGS:-} >"$T/server.out" 2>"$T/server.log" &
-SPID=$!
-for _ in $(seq 100); do grep -qs "^listening " "$T/server.out" && break; sleep 0.1; done
-COAP=$(sed -n 's/^listening coap=\([0-9]*\) http=.*/\1/p' "$T/server.out")
-HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
-[ -n "$COAP" ] || die "server did not start"
-U=http://127.0.0.1:$HTTP
+# shellcheck disable=SC2086 # OTALAB_BENCH_SERVER_ARGS: more words
+otb_start_server --fixtures "$FIX" ${OTALAB_BENCH_SERVER_ARGS:-}
 AUTH="Authorization: Bearer $TOKEN"
 curl -sf -H "$AUTH" -d id=$PRODUCT -d name=bench "$U/v1/products" >/dev/null || die "POST /v1/products"
 curl -sf -H "$AUTH" -F "binary=@$T/app.bin" -F version=2 "$U/v1/products/$PRODUCT/firmware" \
@@ -94,11 +61,12 @@ while kill -0 $FPID 2>/dev/null; do
 done
 wait $FPID
 rc=$?
+FPID=
 t1=$(ms)
 h=$(hwm_kb $SPID)
 [ -n "$h" ] && srv_hwm=$h
 srv_cpu=$(awk "BEGIN {printf \"%.1f\", $(cpu_s $SPID) - $srv_cpu0}")
-cp -n "$T"/state/*.pem "$CACHE/" 2>/dev/null
+otb_keep_keys
 sum=$(grep '^fleet: ' "$T/fleet.out")
 [ -n "$sum" ] || die "no fleet summary (exit $rc)"
 val() { echo "$sum" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }

@@ -9,57 +9,26 @@
 # usage: idle.sh BUILD_DIR
 #   OTALAB_BENCH_DEVICES=N (1000)  OTALAB_BENCH_SCALE=K (1000)
 #   OTALAB_BENCH_WINDOW=S real seconds of idle measured (20)
-#   OTALAB_BENCH_CACHE=DIR device key pairs kept across runs (BUILD/bench-keys)
+#   OTALAB_BENCH_CACHE, OTALAB_BENCH_TMP, KEEP: see fleet_lib.sh
 # Target: server RSS per idle session < 60 KB.
 set -uo pipefail
-B=$(cd "${1:?build dir}" && pwd)
-FIX=$B/fixtures/bin
-OTALAB=$B/cli/otalab
-SERVER=$B/server/otalab-server
-DEVICE=$B/device-sim/otalab-device
+BENCH=idle
+. "$(dirname "$0")/fleet_lib.sh"
 N=${OTALAB_BENCH_DEVICES:-1000}
 K=${OTALAB_BENCH_SCALE:-1000}
 W=${OTALAB_BENCH_WINDOW:-20}
-CACHE=${OTALAB_BENCH_CACHE:-$B/bench-keys}
-TOKEN=otalab-bench-token
 IDBASE=1d1e00000000000000000000
-TMPD=/tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && TMPD=/dev/shm
-T=$(mktemp -d "$TMPD/otalab-bidle.XXXXXX")
-SPID= FPID=
-cleanup() {
-  [ -n "$FPID" ] && kill "$FPID" 2>/dev/null
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-die() {
-  echo "bench/idle: $*" >&2
-  for f in "$T"/server.log "$T"/fleet.log; do [ -f "$f" ] && tail -15 "$f" >&2; done
-  exit 1
-}
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
 cpu_cs() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime+stime, 1/100 s
 fmt() { awk "BEGIN {printf \"$1\", $2}"; }
 
-[ -f "$FIX/system-part1-0.6.2-electron.bin" ] || die "no fixtures in $FIX (build 'fixtures')"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
-"$OTALAB" keys server --out "$T/keys" >/dev/null || die "otalab keys server"
-mkdir -p "$T/data" "$T/state" "$CACHE"
-cp "$CACHE"/*.pem "$T/state/" 2>/dev/null
-"$SERVER" --coap-port 0 --http-port 0 --keys "$T/keys" --data "$T/data" --token $TOKEN \
-  >"$T/server.out" 2>"$T/server.log" &
-SPID=$!
-for _ in $(seq 100); do grep -qs '^listening ' "$T/server.out" && break; sleep 0.1; done
-COAP=$(sed -n 's/^listening coap=\([0-9]*\) http=.*/\1/p' "$T/server.out")
-HTTP=$(sed -n 's/^listening coap=[0-9]* http=\([0-9]*\)/\1/p' "$T/server.out")
-[ -n "$COAP" ] || die "server did not start"
+otb_prepare
+otb_start_server
 base=$(rss_kb $SPID)
 
 "$DEVICE" --count "$N" --mix 0.6.2:1 --id-base $IDBASE \
   --server 127.0.0.1:$COAP --server-cert "$T/keys/server.crt.pem" \
-  --api "http://127.0.0.1:$HTTP" --token $TOKEN --state-dir "$T/state" --fixtures "$FIX" \
+  --api "$U" --token $TOKEN --state-dir "$T/state" --fixtures "$FIX" \
   --connect-rate 200 --max-handshakes 24 --time-scale "$K" -q >"$T/fleet.out" 2>"$T/fleet.log" &
 FPID=$!
 t0=$(date +%s)
@@ -69,7 +38,7 @@ until [ "$(grep -c '^.* describe ([0-9]* bytes)' "$T/server.log")" -ge "$N" ]; d
   sleep 0.5
 done
 connect_s=$(($(date +%s) - t0))
-cp -n "$T"/state/*.pem "$CACHE/" 2>/dev/null
+otb_keep_keys
 sleep 2 # settle: greetings, events
 s_rss=$(rss_kb $SPID) f_rss=$(rss_kb $FPID)
 s0=$(cpu_cs $SPID) f0=$(cpu_cs $FPID) r0=$(date +%s%N)
