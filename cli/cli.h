@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "otalab/catalog.h"
 
@@ -34,6 +35,11 @@ const char *cli_default_catalog(void);
  */
 int cli_catalog_load(ota_catalog_t *cat, const char **path, char *err,
                      size_t errlen);
+/* getopt_long's cases shared by the catalogue-reading subcommands (call it
+ * from `default:`): 'c' (--catalog PATH) sets *catpath and returns -1 (parsing
+ * goes on); 'h' (--help) prints usage to stdout and returns CLI_EXIT_OK; any
+ * other c prints usage to stderr and returns CLI_EXIT_USAGE. */
+int cli_opt_catalog(int c, const char **catpath, void (*usage)(FILE *out));
 /* Parse "8K", "128k", "1M", "4096" into bytes; -1 on error. */
 long cli_parse_size(const char *s);
 

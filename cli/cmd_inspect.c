@@ -207,7 +207,7 @@ static int run(int argc, char **argv) {
       {"catalog", required_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  int json = 0, c;
+  int json = 0, c, ex;
   const char *catpath = NULL;
   optind = 1;
   while ((c = getopt_long(argc, argv, "jc:h", opts, NULL)) != -1) {
@@ -215,15 +215,9 @@ static int run(int argc, char **argv) {
     case 'j':
       json = 1;
       break;
-    case 'c':
-      catpath = optarg;
-      break;
-    case 'h':
-      usage(stdout);
-      return CLI_EXIT_OK;
     default:
-      usage(stderr);
-      return CLI_EXIT_USAGE;
+      if ((ex = cli_opt_catalog(c, &catpath, usage)) >= 0)
+        return ex;
     }
   }
   if (optind >= argc) {

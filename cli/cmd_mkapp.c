@@ -67,7 +67,7 @@ static int run(int argc, char **argv) {
   long size = 8192, version = MKAPP_DEFAULT_VERSION;
   long pid = MKAPP_DEFAULT_PRODUCT_ID, pver = OTA_MODULE_PRODUCT_NONE;
   long long seed = 0;
-  int c;
+  int c, ex;
   optind = 1;
   while ((c = getopt_long(argc, argv, "r:o:s:v:p:P:S:c:h", opts, NULL)) != -1) {
     switch (c) {
@@ -93,15 +93,9 @@ static int run(int argc, char **argv) {
     case 'S':
       seed = parse_num(optarg, 0xFFFFFFFFll, 0);
       break;
-    case 'c':
-      catpath = optarg;
-      break;
-    case 'h':
-      usage(stdout);
-      return CLI_EXIT_OK;
     default:
-      usage(stderr);
-      return CLI_EXIT_USAGE;
+      if ((ex = cli_opt_catalog(c, &catpath, usage)) >= 0)
+        return ex;
     }
   }
   if (!requires || !out || optind != argc) {

@@ -79,25 +79,19 @@ static int run(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *outdir = NULL, *catpath = NULL;
-  int quiet = 0, c;
+  int quiet = 0, c, ex;
   optind = 1;
   while ((c = getopt_long(argc, argv, "o:c:qh", opts, NULL)) != -1) {
     switch (c) {
     case 'o':
       outdir = optarg;
       break;
-    case 'c':
-      catpath = optarg;
-      break;
     case 'q':
       quiet = 1;
       break;
-    case 'h':
-      usage(stdout);
-      return CLI_EXIT_OK;
     default:
-      usage(stderr);
-      return CLI_EXIT_USAGE;
+      if ((ex = cli_opt_catalog(c, &catpath, usage)) >= 0)
+        return ex;
     }
   }
   if (!outdir || optind != argc) {

@@ -1,5 +1,6 @@
 /* File and argument helpers shared by the CLI subcommands. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,20 @@ int cli_catalog_load(ota_catalog_t *cat, const char **path, char *err,
   if (!*path)
     *path = cli_default_catalog();
   return ota_catalog_load_file(cat, *path, err, errlen);
+}
+
+int cli_opt_catalog(int c, const char **catpath, void (*usage)(FILE *out)) {
+  switch (c) {
+  case 'c':
+    *catpath = optarg;
+    return -1;
+  case 'h':
+    usage(stdout);
+    return CLI_EXIT_OK;
+  default:
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
 }
 
 long cli_parse_size(const char *s) {
