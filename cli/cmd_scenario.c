@@ -25,7 +25,7 @@ static void scenario_usage(FILE *out) {
           "Prints per device the OTA jobs, the data used (counted by a UDP "
           "relay)\n"
           "against the planner's estimate, the time and the outcome.\n\n"
-          "  --seed N       device ids and future link randomness (default 1)\n"
+          "  --seed N       device ids and link randomness (default 1)\n"
           "  --json         the report as JSON on stdout\n"
           "  --virtual      run in-process in virtual time (core/vsim): no "
           "processes,\n"
@@ -122,6 +122,11 @@ static int scenario_run_cmd(int argc, char **argv) {
     if (desc)
       printf("  %s\n", desc);
   }
+  run.virt = virt;
+  if (!virt && run.time_scale != 1 && !run.json && !run.quiet)
+    printf("  time: simulated seconds, devices at --time-scale %g (wall = "
+           "simulated / %g)\n",
+           run.time_scale, run.time_scale);
   if (virt)
     sc_run_virtual(&run);
   else

@@ -31,7 +31,11 @@ typedef struct {
   char result[8]; /* "ok", "failed", "" (not finished / cancelled) */
   char why[160];
   unsigned total; /* module bytes */
+  unsigned sent;  /* bytes sent so far (GET "sent") */
   long total_ms;
+  int restored;        /* a restarted server restored it from DATA/jobs */
+  int killed;          /* it was SENDING when the server was killed */
+  unsigned killed_pct; /* how much of it was sent then (%) */
 } sc_job_t;
 
 typedef struct {
@@ -97,6 +101,11 @@ typedef struct {
   json_t *spec; /* owned */
   char name[128];
   double timeout_s, within_s;
+  /* "time_scale" K (default 1): real mode runs otalab-device with
+   * --time-scale K and counts time (at, timeout_s, within_s, the report) in
+   * simulated seconds = wall seconds * K; virtual mode is simulated anyway */
+  double time_scale;
+  int virt; /* --virtual */
   /* runtime */
   char dir[512];
   char self[512], server_bin[512], device_bin[512], fix[512];
@@ -115,6 +124,7 @@ typedef struct {
   double t0_mono, t_end, t_all_done;
   sc_event_t ev[SC_MAX_EVENTS];
   int nev;
+  int poll_now; /* a progress event came: poll and check the actions now */
   char fail_setup[256]; /* why the run could not start, "" ok */
   char sanitizer[256];  /* a sanitizer report in a process log, "" none */
   /* progress line (scenario_progress.c) */
@@ -135,8 +145,14 @@ int sc_run(sc_run_t *run);
 int sc_report(sc_run_t *run);
 /* True when every expectation of dev holds now (no output). */
 int sc_dev_ok(const sc_run_t *run, const sc_dev_t *d);
-/* Seconds since the fleet started (monotonic). */
+/* Seconds since the fleet started (monotonic, wall clock). */
 double sc_now(const sc_run_t *run);
+/* The same in simulated seconds (sc_now() * time_scale): what timeout_s,
+ * within_s, a numeric "at" and the report's times count. */
+double sc_sim(const sc_run_t *run);
+/* "ota_progress:P" as an action's "at": P (1..100) into *pct; 0 ok, -1 not
+ * that form. */
+int sc_at_progress(const char *at, unsigned *pct);
 /* --virtual (scenario_virtual.c): the same run in-process through the
  * virtual-time simulation (core/vsim); 0, or 1 when the setup failed. */
 int sc_run_virtual(sc_run_t *run);

@@ -186,6 +186,31 @@ static int eval(const sc_run_t *run, const sc_dev_t *d, sc_item_t *it) {
           break;
         }
       }
+    } else if (!strcmp(k, "restored_jobs")) {
+      /* jobs in flight when the server was killed, restored from DATA/jobs
+       * by the restarted server, and ended ok */
+      int got = 0, killed = 0;
+      size_t l = 0;
+      x->detail[0] = 0;
+      for (int j = 0; j < d->njobs; j++) {
+        const sc_job_t *jb = &d->jobs[j];
+        if (!jb->killed)
+          continue;
+        killed++;
+        int good = jb->restored && !strcmp(jb->result, "ok");
+        got += good;
+        if (l < sizeof x->detail)
+          l += (size_t)snprintf(x->detail + l, sizeof x->detail - l,
+                                "%sjob %d %c/%u v%u: killed at %u %%, %s, %s",
+                                l ? "; " : "", jb->id, jb->f, jb->n, jb->v,
+                                jb->killed_pct,
+                                jb->restored ? "restored" : "not restored",
+                                jb->result[0] ? jb->result : jb->state);
+      }
+      x->ok = got >= json_integer_value(v);
+      if (!killed)
+        snprintf(x->detail, sizeof x->detail,
+                 "no job was in flight when the server was killed");
     } else if (!strcmp(k, "no_module_before")) {
       size_t i;
       json_t *r;
@@ -221,6 +246,11 @@ static int said_hardfault(const sc_run_t *run, int dev) {
     if (run->ev[k].dev == dev && strstr(run->ev[k].data, "HARD FAULT LOOP"))
       return 1;
   return 0;
+}
+
+/* Real mode with a time_scale counts simulated seconds (wall * K). */
+static const char *sim_label(const sc_run_t *run) {
+  return run->time_scale != 1 && !run->virt ? " simulated" : "";
 }
 
 static const char *outcome(const sc_dev_t *d) {
@@ -322,7 +352,7 @@ int sc_report(sc_run_t *run) {
                           : "?",
            outcome(d));
     if (d->t_done >= 0)
-      printf("; done at %.1f s", d->t_done);
+      printf("; done at %.1f s%s", d->t_done, sim_label(run));
     printf("\n  steps taken:%s\n", d->njobs ? "" : " no OTA job");
     for (int k = 0; k < d->njobs; k++) {
       const sc_job_t *j = &d->jobs[k];
@@ -381,6 +411,8 @@ int sc_report(sc_run_t *run) {
       json_object_set_new(o, "setup_error", json_string(run->fail_setup));
     if (run->sanitizer[0])
       json_object_set_new(o, "sanitizer", json_string(run->sanitizer));
+    json_object_set_new(json_object_get(o, "totals"), "time_scale",
+                        json_real(run->virt ? 1 : run->time_scale));
     char *s = json_dumps(o, JSON_INDENT(2));
     printf("%s\n", s);
     free(s);
@@ -400,9 +432,13 @@ int sc_report(sc_run_t *run) {
     if (est_all && est)
       printf(" vs %lld B planned", est);
     if (run->t_all_done >= 0)
-      printf("; all done at %.1f s", run->t_all_done);
+      printf("; all done at %.1f s%s", run->t_all_done, sim_label(run));
     else
-      printf("; not all done after %.1f s", run->t_end);
+      printf("; not all done after %.1f s%s", run->t_end, sim_label(run));
+    if (*sim_label(run))
+      printf(" (time scale %g: %.1f s wall)", run->time_scale,
+             (run->t_all_done >= 0 ? run->t_all_done : run->t_end) /
+                 run->time_scale);
     if (run->within_s >= 0)
       printf(" (within %.0f s: %s)", run->within_s, in_time ? "ok" : "FAIL");
     printf("\n");

@@ -9,16 +9,17 @@
 #include "scenario.h"
 
 static const char *const top_keys[] = {
-    "name",    "description", "timeout_s", "server",  "apps",  "products",
-    "devices", "actions",     "expect",    "comment", "modes", NULL};
+    "name",     "description", "timeout_s", "server", "apps",
+    "products", "devices",     "actions",   "expect", "comment",
+    "modes",    "time_scale",  NULL};
 static const char *const dev_keys[] = {
     "id",   "device_id", "release", "product", "app", "count",
     "link", "expect",    "comment", "faults",  NULL};
 static const char *const exp_keys[] = {
-    "final_release",     "initial_release",  "safe_mode",  "running_app",
-    "events_must",       "events_must_not",  "max_bytes",  "estimate_pct",
-    "hard_fault",        "no_module_before", "ota_failed", "max_jobs",
-    "entered_safe_mode", "comment",          NULL};
+    "final_release",     "initial_release",  "safe_mode",     "running_app",
+    "events_must",       "events_must_not",  "max_bytes",     "estimate_pct",
+    "hard_fault",        "no_module_before", "ota_failed",    "max_jobs",
+    "entered_safe_mode", "comment",          "restored_jobs", NULL};
 static const char *const act_keys[] = {"at",      "do",      "device",  "files",
                                        "product", "version", "comment", NULL};
 static const char *const actions[] = {
@@ -176,13 +177,16 @@ static int load_actions(sc_run_t *run) {
     if (!d || !in_list(d, actions))
       return bad(run, "an action's \"do\" must be flash, release, kill server, "
                       "restart server, kill device or start device");
+    unsigned pct;
     if (at && !json_is_number(at) &&
         !(json_is_string(at) &&
-          in_list(json_string_value(at),
-                  (const char *const[]){"start", "connected", "safe_mode",
-                                        "idle", NULL})))
+          (in_list(json_string_value(at),
+                   (const char *const[]){"start", "connected", "safe_mode",
+                                         "idle", NULL}) ||
+           !sc_at_progress(json_string_value(at), &pct))))
       return bad(run, "\"at\" must be seconds, \"start\", \"connected\", "
-                      "\"safe_mode\" or \"idle\"");
+                      "\"safe_mode\", \"idle\" or \"ota_progress:P\" (P "
+                      "1..100)");
     int need_dev =
         !strcmp(d, "flash") || !strcmp(d, "kill device") ||
         !strcmp(d, "start device") ||
@@ -256,6 +260,12 @@ int sc_load(sc_run_t *run) {
     return CLI_EXIT_USAGE;
   json_t *w = json_object_get(ex, "within_s");
   run->within_s = json_is_number(w) ? json_number_value(w) : -1;
+  json_t *ts = json_object_get(run->spec, "time_scale");
+  run->time_scale = ts ? json_number_value(ts) : 1;
+  if (ts && (!json_is_number(ts) || !(run->time_scale > 0) ||
+             run->time_scale > 10000))
+    return bad(run, "\"time_scale\" must be a number > 0 (otalab-device "
+                    "--time-scale)");
   json_t *modes = json_object_get(run->spec, "modes"), *m;
   size_t mi;
   if (modes && (!json_is_array(modes) || !json_array_size(modes)))
@@ -274,6 +284,14 @@ int sc_load(sc_run_t *run) {
   if ((e = load_devices(run)) || (e = load_products(run)) ||
       (e = load_actions(run)))
     return e;
+  return 0;
+}
+
+int sc_at_progress(const char *at, unsigned *pct) {
+  char end;
+  if (!at || sscanf(at, "ota_progress:%u%c", pct, &end) != 1 || *pct < 1 ||
+      *pct > 100)
+    return -1;
   return 0;
 }
 

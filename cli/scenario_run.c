@@ -47,14 +47,23 @@ double sc_now(const sc_run_t *run) {
   return mono_s() - run->t0_mono;
 }
 
+double sc_sim(const sc_run_t *run) {
+  return sc_now(run) * run->time_scale;
+}
+
 static void say(const sc_run_t *run, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void say(const sc_run_t *run, const char *fmt, ...) {
   if (run->quiet || run->json)
     return;
+  sc_progress_clear((sc_run_t *)run);
   va_list ap;
   va_start(ap, fmt);
-  printf("[%6.1fs] ", run->t0_mono > 0 ? sc_now(run) : 0.0);
+  if (run->time_scale != 1) /* simulated seconds, then the wall clock */
+    printf("[%6.1fs, %5.1fs wall] ", run->t0_mono > 0 ? sc_sim(run) : 0.0,
+           run->t0_mono > 0 ? sc_now(run) : 0.0);
+  else
+    printf("[%6.1fs] ", run->t0_mono > 0 ? sc_now(run) : 0.0);
   vprintf(fmt, ap);
   putchar('\n');
   fflush(stdout);
@@ -130,6 +139,17 @@ static int stop_proc(pid_t pid) {
     return -1;
 done:
   kill(-pid, SIGKILL); /* any child left in the group */
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* SIGKILL the group at once (a crash); exit code as stop_proc(). */
+static int kill_proc(pid_t pid) {
+  int st;
+  if (pid <= 0)
+    return -1;
+  kill(-pid, SIGKILL);
+  if (waitpid(pid, &st, 0) != pid)
+    return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -475,7 +495,7 @@ static int setup_device(sc_run_t *run, sc_dev_t *d) {
 
 static int start_device(sc_run_t *run, sc_dev_t *d) {
   char key[700], crt[700], srv[64], pin[600], state[600], out[600], err[600],
-      prod[16];
+      prod[16], seed[16], scale[32];
   snprintf(key, sizeof key, "%s/%s/%s.key.pem", run->dir, d->name, d->hex);
   snprintf(crt, sizeof crt, "%s/%s/%s.crt.pem", run->dir, d->name, d->hex);
   snprintf(srv, sizeof srv, "127.0.0.1:%u", d->relay_port);
@@ -484,7 +504,7 @@ static int start_device(sc_run_t *run, sc_dev_t *d) {
   snprintf(out, sizeof out, "%s/%s.out", run->dir, d->name);
   snprintf(err, sizeof err, "%s/%s.log", run->dir, d->name);
   snprintf(prod, sizeof prod, "%u", d->product);
-  char *argv[32] = {run->device_bin,
+  char *argv[64] = {run->device_bin,
                     "--id",
                     d->hex,
                     "--key",
@@ -510,6 +530,34 @@ static int start_device(sc_run_t *run, sc_dev_t *d) {
   if (d->product) {
     argv[n++] = "--product";
     argv[n++] = prod;
+  }
+  /* the devices entry: link, faults (otalab-device's own syntax) */
+  json_t *spec = NULL, *e, *f;
+  size_t i, k;
+  json_array_foreach(json_object_get(run->spec, "devices"), i, e) {
+    if (!strcmp(json_string_value(json_object_get(e, "id")), d->group))
+      spec = e;
+  }
+  const char *link = json_string_value(json_object_get(spec, "link"));
+  if (link) {
+    argv[n++] = "--link";
+    argv[n++] = (char *)link;
+  }
+  json_array_foreach(json_object_get(spec, "faults"), k, f) {
+    if (n < 56 && json_is_string(f)) {
+      argv[n++] = "--fault";
+      argv[n++] = (char *)json_string_value(f);
+    }
+  }
+  /* the link's randomness: one seed per device (otalab-device: N+i in a
+   * fleet), the same on every start of it */
+  snprintf(seed, sizeof seed, "%u", run->seed + (unsigned)(d - run->dev));
+  argv[n++] = "--seed";
+  argv[n++] = seed;
+  if (run->time_scale != 1) {
+    snprintf(scale, sizeof scale, "%g", run->time_scale);
+    argv[n++] = "--time-scale";
+    argv[n++] = scale;
   }
   argv[n] = NULL;
   d->pid = spawn(argv, out, err);
@@ -579,6 +627,27 @@ static sc_dev_t *dev_by_hex(sc_run_t *run, const char *hex) {
   return NULL;
 }
 
+/* otalab/ota/progress {"module":"s/1 v105","sent":N,"total":T}: the server
+ * pushes these at every 10 % of a module, sooner than the GET polling sees
+ * them (an "ota_progress:P" action waits on it). */
+static void progress_event(sc_run_t *run, sc_dev_t *d, const char *data) {
+  json_t *o = json_loads(data, 0, NULL);
+  const char *mod = json_string_value(json_object_get(o, "module"));
+  char f;
+  unsigned n, v;
+  if (mod && sscanf(mod, "%c/%u v%u", &f, &n, &v) == 3)
+    for (int i = 0; i < d->njobs; i++) {
+      sc_job_t *x = &d->jobs[i];
+      if (!strcmp(x->state, "SENDING") && !x->result[0] && x->f == f &&
+          x->n == n && x->v == v) {
+        x->sent = (unsigned)json_integer_value(json_object_get(o, "sent"));
+        x->total = (unsigned)json_integer_value(json_object_get(o, "total"));
+        run->poll_now = 1; /* the actions see it at once */
+      }
+    }
+  json_decref(o);
+}
+
 static void record(sc_run_t *run, const char *name, const char *data,
                    int from_device, sc_dev_t *d) {
   if (run->nev >= SC_MAX_EVENTS)
@@ -586,11 +655,13 @@ static void record(sc_run_t *run, const char *name, const char *data,
   sc_event_t *e = &run->ev[run->nev++];
   snprintf(e->name, sizeof e->name, "%s", name);
   snprintf(e->data, sizeof e->data, "%s", data ? data : "");
-  e->t = sc_now(run);
+  e->t = sc_sim(run);
   e->from_device = from_device;
   e->dev = d ? (int)(d - run->dev) : -1;
   if (!from_device && d)
     say(run, "%s: event %s \"%.60s\"", d->name, name, data ? data : "");
+  if (!from_device && d && data && !strcmp(name, "otalab/ota/progress"))
+    progress_event(run, d, data);
 }
 
 static void sse_read(sc_run_t *run) {
@@ -742,6 +813,9 @@ static void scan_server_log(sc_run_t *run) {
         x->v = v;
         x->total = bytes;
       }
+    } else if (!strncmp(rest, "restored from", 13)) {
+      x->restored = 1; /* a restarted server took it from DATA/jobs */
+      say(run, "%s: OTA job %u restored by the restarted server", d->name, id);
     } else if (!strncmp(rest, "cancelled", 9)) {
       snprintf(x->state, sizeof x->state, "CANCELLED");
     } else if (sscanf(rest, "(%c/%u v%u) %15s => %15s", &fch, &n, &v, st_old,
@@ -801,6 +875,7 @@ static void job_from_json(sc_dev_t *d, json_t *j) {
   if ((s = json_string_value(json_object_get(j, "why"))))
     snprintf(x->why, sizeof x->why, "%s", s);
   x->total = (unsigned)json_integer_value(json_object_get(j, "total"));
+  x->sent = (unsigned)json_integer_value(json_object_get(j, "sent"));
   x->total_ms = (long)json_integer_value(json_object_get(j, "total_ms"));
 }
 
@@ -1018,18 +1093,35 @@ static void action_done(sc_run_t *run, sc_dev_t *d, int reboot) {
   d->act_reboot = reboot;
 }
 
+/* A job of d in flight with at least pct % of it sent and (pct < 100) some
+ * still to send: a transfer under way, not one waiting for UpdateDone's
+ * answer (GET "sent", otalab/ota/progress events); NULL none. */
+static const sc_job_t *job_at(const sc_dev_t *d, unsigned pct) {
+  for (int i = 0; i < d->njobs; i++) {
+    const sc_job_t *x = &d->jobs[i];
+    if (!strcmp(x->state, "SENDING") && !x->result[0] && x->total &&
+        (uint64_t)x->sent * 100 >= (uint64_t)pct * x->total &&
+        (pct == 100 || x->sent < x->total))
+      return x;
+  }
+  return NULL;
+}
+
 static int action_ready(sc_run_t *run, json_t *a) {
   json_t *at = json_object_get(a, "at");
   sc_dev_t *d = dev_named(run, json_string_value(json_object_get(a, "device")));
   if (!at)
     return 1;
   if (json_is_number(at))
-    return sc_now(run) >= json_number_value(at);
+    return sc_sim(run) >= json_number_value(at);
   const char *s = json_string_value(at);
   if (!strcmp(s, "start"))
     return 1;
   if (!d)
     return 1;
+  unsigned pct;
+  if (!sc_at_progress(s, &pct)) /* a job of d in flight, >= pct % sent */
+    return job_at(d, pct) != NULL;
   if (!settled(d))
     return 0;
   int up = d->connected && d->described && !dev_busy(d);
@@ -1100,7 +1192,19 @@ static void do_action(sc_run_t *run, json_t *a) {
     if (d)
       action_done(run, d, 0);
   } else if (!strcmp(what, "kill server")) {
-    say(run, "server: killed (exit %d)", stop_proc(run->server_pid));
+    /* a crash, not a shutdown: SIGKILL, nothing saved on the way out */
+    for (int i = 0; i < run->ndev; i++)
+      for (int k = 0; k < run->dev[i].njobs; k++) {
+        sc_job_t *x = &run->dev[i].jobs[k];
+        if (!strcmp(x->state, "SENDING") && !x->result[0] && x->total) {
+          x->killed = 1;
+          x->killed_pct = (unsigned)((uint64_t)x->sent * 100 / x->total);
+          say(run, "%s: OTA job %d %s in flight: %u of %u B sent (%u %%)",
+              run->dev[i].name, x->id, x->file, x->sent, x->total,
+              x->killed_pct);
+        }
+      }
+    say(run, "server: killed (exit %d)", kill_proc(run->server_pid));
     run->server_pid = -1;
     run->server_up = 0;
     if (run->sse_fd >= 0)
@@ -1280,9 +1384,10 @@ int sc_run(sc_run_t *run) {
     }
     if (run->sse_fd >= 0 && (pf[n - 1].revents & (POLLIN | POLLHUP)))
       sse_read(run);
-    double now = sc_now(run);
-    if (now < next_poll)
+    double now = sc_now(run), sim = sc_sim(run);
+    if (now < next_poll && !run->poll_now)
       continue;
+    run->poll_now = 0;
     next_poll = now + POLL_MS / 1000.0;
     int all_ok = 1, busy = 0;
     scan_server_log(run);
@@ -1295,7 +1400,7 @@ int sc_run(sc_run_t *run) {
       busy |= dev_busy(d) && !d->exited;
       int ok = sc_dev_ok(run, d);
       if (ok && d->t_done < 0)
-        d->t_done = now;
+        d->t_done = sim;
       else if (!ok)
         d->t_done = -1;
       all_ok &= ok;
@@ -1310,12 +1415,13 @@ int sc_run(sc_run_t *run) {
       if (ok_since < 0)
         ok_since = now;
       if (now - ok_since >= SETTLE_S) {
-        run->t_all_done = ok_since;
+        run->t_all_done = ok_since * run->time_scale;
         break;
       }
     } else
       ok_since = -1;
-    if (now >= run->timeout_s) {
+    sc_progress(run, sim, run->time_scale != 1);
+    if (sim >= run->timeout_s) {
       say(run, "timeout after %.0f s", run->timeout_s);
       break;
     }
@@ -1326,7 +1432,8 @@ int sc_run(sc_run_t *run) {
       break;
     }
   }
-  run->t_end = sc_now(run);
+  run->t_end = sc_sim(run);
+  sc_progress_end(run);
   for (int i = 0; i < run->ndev; i++) {
     check_exit(run, &run->dev[i]);
     if (run->server_up) /* the server's data_usage as the relay stops */

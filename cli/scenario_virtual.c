@@ -420,6 +420,14 @@ static int action_ready(vrun_t *v, json_t *a) {
   const char *s = json_string_value(at);
   if (!strcmp(s, "start") || i < 0)
     return 1;
+  unsigned pct;
+  if (!sc_at_progress(s, &pct)) { /* the current job, >= pct % sent */
+    const ota_csess_t *cs = ota_vsim_cloud(v->vs, (size_t)i);
+    const ota_csess_job_t *j = cs->n ? &cs->q[0] : NULL;
+    return j && j->state == OTA_JOB_SENDING && j->total &&
+           (uint64_t)j->sent * 100 >= (uint64_t)pct * j->total &&
+           (pct == 100 || j->sent < j->total);
+  }
   const sc_dev_t *d = &v->run->dev[i];
   if (d->act_t >= 0 && d->poll_t <= d->act_t)
     return 0; /* one action after another: a sample after the previous one */
