@@ -145,7 +145,11 @@ static int run(int argc, char **argv) {
         break;
       }
       ota_module_t m;
-      ota_module_parse(buf, len, &m);
+      if ((rc = ota_module_parse(buf, len, &m))) {
+        fprintf(stderr, "otalab mkfixtures: %s: built but unparsable: %s\n",
+                name, ota_strerror(rc));
+        break;
+      }
       char sha[65], usha[65], crc[12];
       uint8_t whole[32];
       mbedtls_sha256_ret(buf, len, whole, 0);
