@@ -11,6 +11,7 @@
 #include "otalab/catalog.h"
 #include "otalab/coap.h"
 #include "otalab/electron.h"
+#include "otalab/module.h"
 
 /* Bytes on the wire for one device or one OTA job, counted per DTLS record
  * at the DTLS layer (OpenSSL's record-header callback; srv_coap.c). The parts
@@ -36,11 +37,13 @@ void *srv_usage_json(const srv_usage_t *u);
 
 #define SRV_ID_HEX 24
 #define SRV_ID_RAW 12
-#define SRV_MAX_DEVICES 1024
+#define SRV_MAX_DEVICES_DEFAULT 16384 /* --max-devices */
 
 /* One row per device seen in a Hello (or registered on disk and looked up).
- * Owned by the table; `session` is a borrowed coap_session_t* (NULL when
- * disconnected), `describe` a malloc'd JSON text owned by the row. */
+ * Owned by the table, never moved (pointers to rows stay valid); `session` is
+ * a borrowed coap_session_t* (NULL when disconnected), changed only through
+ * srv_devices_set_session (it is indexed); `describe` a malloc'd JSON text
+ * sized to fit, owned by the row. */
 typedef struct {
   char id[SRV_ID_HEX + 1]; /* lower-case hex */
   int connected;
@@ -56,17 +59,25 @@ typedef struct {
   int development;         /* product device flashed by hand (srv_cloud.c) */
   srv_usage_t usage;       /* bytes on the wire, all sessions (srv_coap.c) */
   struct srv_cloud *cloud; /* healer and event state (srv_cloud.c) */
+  int save_due;            /* job file to write at the next flush */
 } srv_device_t;
 
+/* The table: `cap` rows allocated at setup (calloc: pages are touched only
+ * as rows fill), `n` used, in order of arrival; hash indexes by id and by
+ * session (open addressing, slots hold row index + 1). */
 typedef struct {
   const char *data_dir; /* keys in data_dir/devices/<id>.pub.pem */
-  srv_device_t rows[SRV_MAX_DEVICES];
-  size_t n;
+  srv_device_t *rows;
+  size_t n, cap;
+  uint32_t *by_id, *by_sess; /* index slots, mask + 1 of them each */
+  size_t mask;
 } srv_devices_t;
 
-/* Init the table (cannot fail); rows are empty. */
+/* Init the table (cannot fail): no rows, no room (srv_devices_setup). */
 void srv_devices_init(srv_devices_t *t, const char *data_dir);
-/* Free every row's describe text; safe twice. */
+/* Room for `max` devices (0: SRV_MAX_DEVICES_DEFAULT). 0 or OTA_ENOMEM. */
+int srv_devices_setup(srv_devices_t *t, size_t max);
+/* Free every row's state and the table; safe twice. */
 void srv_devices_free(srv_devices_t *t);
 /* Find a row by lower-case hex id; NULL if absent. */
 srv_device_t *srv_devices_find(srv_devices_t *t, const char *id);
@@ -74,6 +85,8 @@ srv_device_t *srv_devices_find(srv_devices_t *t, const char *id);
 srv_device_t *srv_devices_get(srv_devices_t *t, const char *id);
 /* Row whose live session is `session`, or NULL. */
 srv_device_t *srv_devices_by_session(srv_devices_t *t, const void *session);
+/* Set d's session (NULL: none), keeping the session index. */
+void srv_devices_set_session(srv_devices_t *t, srv_device_t *d, void *session);
 /* Load the registered public key of `id` as DER SubjectPublicKeyInfo into
  * der[cap]; *len set. OTA_ENOENT when no key is registered, OTA_EPARSE when
  * the file is not a PEM public key. */
@@ -90,6 +103,7 @@ typedef struct {
   int verbose;
   size_t max_upload;   /* REST upload limit in bytes (413 above) */
   const char *catalog; /* release catalogue JSON */
+  size_t max_devices;  /* device table size (--max-devices) */
 } srv_opts_t;
 
 /* Fast-OTA pacing for every job: first window in chunks (0 = ota_tx's 16)
@@ -116,6 +130,42 @@ void srv_coap_free(void);
 int srv_coap_send(void *session, const ota_coap_msg_t *m);
 /* The same, and *mid = the message id libcoap gave it. */
 int srv_coap_send_mid(void *session, const ota_coap_msg_t *m, int *mid);
+
+/* ---- Module files shared by OTA jobs (srv_mods.c): read and validated
+ * (CRC-32, SHA-256) once per file version (path, size, mtime, inode), the
+ * bytes shared by every job sending them (reference counts). ---- */
+typedef struct srv_mod {
+  uint8_t *bytes; /* owned; freed with the last reference */
+  size_t len;
+  ota_module_t info; /* parsed once; views into bytes */
+  char path[512];    /* file it came from, "" for an upload */
+  long long size, mtime_s, mtime_ns;
+  unsigned long long ino;
+  unsigned refs;
+} srv_mod_t;
+
+typedef struct {
+  unsigned long long loads;       /* files read from disk */
+  unsigned long long hits;        /* loads answered from the cache */
+  unsigned long long validations; /* CRC/SHA computations */
+} srv_mods_stats_t;
+
+/* The module in file `path` (a new reference): from the cache when the file
+ * is unchanged, else read and validated (ota_module_parse). NULL with *err:
+ * OTA_ENOENT, OTA_EINVAL (empty or > 8 MB), OTA_EIO, a parse error or
+ * OTA_ENOMEM. */
+srv_mod_t *srv_mod_load(const char *path, int *err);
+/* A module from bytes[len] (an upload): copied and parsed once, not cached
+ * (one reference). NULL with *err as ota_module_parse or OTA_ENOMEM. */
+srv_mod_t *srv_mod_copy(const uint8_t *bytes, size_t len, int *err);
+/* Another reference to m (NULL-safe); returns m. */
+srv_mod_t *srv_mod_ref(srv_mod_t *m);
+/* Drop a reference (NULL-safe); the last one frees the bytes. */
+void srv_mod_unref(srv_mod_t *m);
+/* Drop the cache's references; safe twice. */
+void srv_mods_free(void);
+/* Counters since start (for logs and tests). */
+srv_mods_stats_t srv_mods_stats(void);
 
 /* ---- OTA jobs (srv_ota.c): a per-device queue of modules, each pushed by
  * core's ota_tx (PROTOCOL.md 2.4-2.5), then confirmed by the Describe after
@@ -162,6 +212,11 @@ unsigned srv_ota_new_batch(void);
 int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
                     const char *name, srv_origin_t origin, unsigned batch,
                     unsigned *job);
+/* The same with a shared module (takes a new reference to m, never copies).
+ * A module from a file (m->path set) is saved as that path, not copied under
+ * DATA/jobs/; a restart reads the file again. */
+int srv_ota_enqueue_mod(srv_device_t *d, srv_mod_t *m, const char *name,
+                        srv_origin_t origin, unsigned batch, unsigned *job);
 /* The queued or running job (QUEUED, SENDING or REBOOTING) that carries
  * module `ref`, or 0. */
 unsigned srv_ota_find(const srv_device_t *d, const ota_modref_t *ref);
@@ -170,8 +225,15 @@ int srv_ota_busy(const srv_device_t *d);
 /* Re-queue the jobs saved under DATA/jobs/ by a previous run (from zero:
  * the device never applies a partial module). Returns how many. */
 size_t srv_ota_restore(srv_devices_t *t);
-/* Save the device's queue and flags (DATA/jobs/<id>.json). */
-void srv_ota_save(const srv_device_t *d);
+/* Save the device's queue and flags (DATA/jobs/<id>.json) at the next flush,
+ * at most SRV_OTA_SAVE_MS from now: the files of every device changed in
+ * between are written together and made durable with one syncfs (a fleet's
+ * thousands of queue changes per second cost one sync, not one fsync each).
+ * A server killed before the flush loses at most that window of changes. */
+void srv_ota_save(srv_device_t *d);
+#define SRV_OTA_SAVE_MS 200
+/* Write the saves due now (from srv_ota_timers, and at exit). */
+void srv_ota_flush(srv_devices_t *t);
 /* The --data DIR (set by main). */
 extern const char *srv_data_dir;
 /* Events from the CoAP adapter. */

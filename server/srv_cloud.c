@@ -18,12 +18,16 @@
 #include "srv.h"
 #include "srv_api.h"
 
-/* Per device (malloc'd at the first Hello, owned by the row). */
+/* Per device (malloc'd at the first Hello, owned by the row). The healer
+ * (~5 KB: its plan and a copy of the last describe) is malloc'd only when a
+ * describe shows safe mode: an idle fleet of 10,000 healthy devices would
+ * hold 50 MB of healers that never run. Until then it is IDLE (product) or
+ * DISABLED (developer device) with nothing sent. */
 struct srv_cloud {
-  ota_healer_t h;
-  int product;   /* product flag the healer was set up with */
-  int safe_mode; /* the latest describe shows safe mode */
-  int described; /* a describe was parsed */
+  ota_healer_t *h; /* NULL: not needed yet */
+  int product;     /* product flag the healer was set up with */
+  int safe_mode;   /* the latest describe shows safe mode */
+  int described;   /* a describe was parsed */
   char sysver[24];
   /* the current or latest healing round */
   int healing;
@@ -74,18 +78,27 @@ static struct srv_cloud *cloud_of(srv_device_t *d) {
   struct srv_cloud *c = d->cloud;
   if (!c && !(c = d->cloud = calloc(1, sizeof *c)))
     return NULL;
-  if (!c->h.cat || c->product != (product != 0)) {
+  c->product = product != 0;
+  return c;
+}
+
+/* The device's healer, set up on first use (NULL: no memory). */
+static ota_healer_t *healer_of(srv_device_t *d, struct srv_cloud *c) {
+  if (!c->h && !(c->h = calloc(1, sizeof *c->h)))
+    return NULL;
+  uint32_t product = srv_cloud_product(d);
+  c->product = product != 0;
+  if (!c->h->cat || c->h->cfg.product != (product != 0)) {
     ota_healer_cfg_t cfg;
     ota_healer_config_default(&cfg);
     cfg.product = product != 0;
     snprintf(cfg.device, sizeof cfg.device, "%s", d->id);
-    ota_healer_init(&c->h, &cfg, srv_catalog);
-    c->product = product != 0;
+    ota_healer_init(c->h, &cfg, srv_catalog);
     OTA_LOGI("cloud: %s is a %s device (product %u): healer %s", d->id,
              product ? "product" : "developer", product,
-             ota_heal_state_name(c->h.state));
+             ota_heal_state_name(c->h->state));
   }
-  return c;
+  return c->h;
 }
 
 /* ---- the planner's estimate for one module ---- */
@@ -123,26 +136,6 @@ void *srv_cloud_estimate_json(const ota_modref_t *ref) {
 
 /* ---- healer effects ---- */
 
-static uint8_t *load(const char *dir, const char *name, size_t *len) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  uint8_t *buf = NULL;
-  if (!fseek(f, 0, SEEK_END)) {
-    long n = ftell(f);
-    if (n > 0 && n < 8 * 1024 * 1024 && !fseek(f, 0, SEEK_SET) &&
-        (buf = malloc((size_t)n)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-      free(buf);
-      buf = NULL;
-    }
-    *len = (size_t)n;
-  }
-  fclose(f);
-  return buf;
-}
-
 static void heal_send(srv_device_t *d, struct srv_cloud *c,
                       const ota_heal_effect_t *e, char *why, size_t cap) {
   char dirbuf[4096];
@@ -159,8 +152,8 @@ static void heal_send(srv_device_t *d, struct srv_cloud *c,
     c->heal_t0 = now_ms();
     c->heal_u0 = d->usage;
     c->heal_est = 0;
-    for (int i = 0; i < c->h.plan.nsteps; i++)
-      c->heal_est += c->h.plan.steps[i].cost.wire;
+    for (int i = 0; i < c->h->plan.nsteps; i++)
+      c->heal_est += c->h->plan.steps[i].cost.wire;
     c->heal_result[0] = 0;
   }
   unsigned job = srv_ota_find(d, &e->module);
@@ -169,22 +162,24 @@ static void heal_send(srv_device_t *d, struct srv_cloud *c,
              e->file);
     return;
   }
-  size_t len = 0;
-  uint8_t *mod = load(dir, e->file, &len);
-  ota_module_t m;
+  /* One validated copy per file, shared by every device's job. */
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", dir, e->file);
   int err = 0;
-  if (!mod)
+  srv_mod_t *m = srv_mod_load(path, &err);
+  const ota_module_info_t *mi = m ? &m->info.info : NULL;
+  if (!m && (err == OTA_ENOENT || err == OTA_EIO))
     snprintf(why, cap, "cannot read %s/%s", dir, e->file);
-  else if ((err = ota_module_parse(mod, len, &m)) != 0)
+  else if (!m)
     snprintf(why, cap, "%s: %s", e->file, ota_strerror(err));
-  else if (m.info.func != e->module.func || m.info.index != e->module.index ||
-           m.info.version != e->module.version)
+  else if (mi->func != e->module.func || mi->index != e->module.index ||
+           mi->version != e->module.version)
     snprintf(why, cap, "%s is %c/%u v%u, not the module wanted", e->file,
-             ota_fn_letter(m.info.func), m.info.index, m.info.version);
-  else if ((err = srv_ota_enqueue(d, mod, len, e->file, SRV_ORIGIN_HEALER, 0,
-                                  &job)) != 0)
+             ota_fn_letter(mi->func), mi->index, mi->version);
+  else if ((err = srv_ota_enqueue_mod(d, m, e->file, SRV_ORIGIN_HEALER, 0,
+                                      &job)) != 0)
     snprintf(why, cap, "cannot queue %s: %s", e->file, ota_strerror(err));
-  free(mod);
+  srv_mod_unref(m);
 }
 
 /* Carry out the healer's effects; a module that cannot be sent is reported
@@ -229,7 +224,7 @@ static void heal_drain(srv_device_t *d, struct srv_cloud *c) {
     ota_outbox_clear(&hob);
     if (why[0]) {
       OTA_LOGW("cloud: %s healer module not sent: %s", d->id, why);
-      ota_healer_on_ota_result(&c->h, false, why, now_ms(), &hob);
+      ota_healer_on_ota_result(c->h, false, why, now_ms(), &hob);
     }
   }
   ota_outbox_clear(&hob);
@@ -245,36 +240,26 @@ static int product_app(srv_device_t *d, const ota_describe_t *desc) {
   if (!product || d->development ||
       srv_products_released_app(product, path, sizeof path, &version))
     return 0;
-  FILE *f = fopen(path, "rb");
-  uint8_t *mod = NULL;
-  size_t len = 0;
-  if (f) {
-    fclose(f);
-    const char *slash = strrchr(path, '/');
-    *(char *)slash = 0;
-    mod = load(path, slash + 1, &len);
-    *(char *)slash = '/';
-  }
-  ota_module_t m;
-  if (!mod || ota_module_parse(mod, len, &m)) {
-    OTA_LOGW("cloud: %s product %u firmware v%u unreadable (%s)", d->id,
-             product, version, path);
-    free(mod);
+  int err = 0;
+  srv_mod_t *sm = srv_mod_load(path, &err); /* cached: every describe asks */
+  if (!sm) {
+    OTA_LOGW("cloud: %s product %u firmware v%u unreadable (%s: %s)", d->id,
+             product, version, path, ota_strerror(err));
     return 0;
   }
+  const ota_module_t *mp = &sm->info;
   char hex[65];
   for (int i = 0; i < 32; i++)
-    snprintf(hex + 2 * i, 3, "%02x", m.suffix.sha256[i]);
+    snprintf(hex + 2 * i, 3, "%02x", mp->suffix.sha256[i]);
   const ota_describe_module_t *u = ota_describe_find(desc, OTA_FN_USER, 1);
   int queued = 0;
   if (!u || strcasecmp(u->sha, hex)) {
-    ota_modref_t ref = {m.info.func, m.info.index, m.info.version};
+    ota_modref_t ref = {mp->info.func, mp->info.index, mp->info.version};
     unsigned job = srv_ota_find(d, &ref);
     char name[64];
     snprintf(name, sizeof name, "product-%u-v%u.bin", product, version);
     int err =
-        job ? 0
-            : srv_ota_enqueue(d, mod, len, name, SRV_ORIGIN_PRODUCT, 0, &job);
+        job ? 0 : srv_ota_enqueue_mod(d, sm, name, SRV_ORIGIN_PRODUCT, 0, &job);
     if (err)
       OTA_LOGW("cloud: %s cannot queue product firmware v%u: %s", d->id,
                version, ota_strerror(err));
@@ -284,7 +269,7 @@ static int product_app(srv_device_t *d, const ota_describe_t *desc) {
                d->id, u ? "another app" : "no app", product, version, job);
     queued = !err;
   }
-  free(mod);
+  srv_mod_unref(sm);
   return queued;
 }
 
@@ -323,11 +308,16 @@ void srv_cloud_on_describe(srv_device_t *d) {
   snprintf(c->sysver, sizeof c->sysver, "%s", rel ? rel->name : "");
   /* The product's release first (then, if the app needs a newer system, the
    * device is in safe mode at its next describe and the healer heals). */
-  int mid_heal =
-      c->h.state == OTA_HEAL_SENDING || c->h.state == OTA_HEAL_WAIT_DESCRIBE;
+  int mid_heal = c->h && (c->h->state == OTA_HEAL_SENDING ||
+                          c->h->state == OTA_HEAL_WAIT_DESCRIBE);
   if (!mid_heal && !srv_ota_busy(d) && product_app(d, &desc))
     return;
-  if (ota_healer_on_describe(&c->h, &desc, now_ms(), &hob))
+  if (!c->h && !c->safe_mode)
+    return; /* a healer would stay IDLE (or DISABLED): none yet */
+  ota_healer_t *h = healer_of(d, c);
+  if (!h)
+    OTA_LOGE("cloud: %s no memory for the healer", d->id);
+  else if (ota_healer_on_describe(h, &desc, now_ms(), &hob))
     OTA_LOGW("cloud: %s healer outbox full", d->id);
   heal_drain(d, c);
 }
@@ -354,10 +344,10 @@ void srv_cloud_on_job_end(srv_device_t *d, srv_origin_t origin,
     json_decref(o);
   }
   struct srv_cloud *c = d->cloud;
-  if (c && c->h.state == OTA_HEAL_SENDING && c->h.sending.func == ref->func &&
-      c->h.sending.index == ref->index &&
-      c->h.sending.version == ref->version) {
-    ota_healer_on_ota_result(&c->h, ok, ok ? NULL : why, now_ms(), &hob);
+  if (c && c->h && c->h->state == OTA_HEAL_SENDING &&
+      c->h->sending.func == ref->func && c->h->sending.index == ref->index &&
+      c->h->sending.version == ref->version) {
+    ota_healer_on_ota_result(c->h, ok, ok ? NULL : why, now_ms(), &hob);
     heal_drain(d, c);
   }
 }
@@ -382,13 +372,13 @@ unsigned srv_cloud_timers(srv_devices_t *t) {
   for (size_t i = 0; i < t->n; i++) {
     srv_device_t *d = &t->rows[i];
     struct srv_cloud *c = d->cloud;
-    if (!c || !c->h.cat)
+    if (!c || !c->h || !c->h->cat)
       continue;
-    uint64_t dl = ota_healer_next_deadline(&c->h);
+    uint64_t dl = ota_healer_next_deadline(c->h);
     if (dl <= now) {
-      ota_healer_on_timer(&c->h, now, &hob);
+      ota_healer_on_timer(c->h, now, &hob);
       heal_drain(d, c);
-      dl = ota_healer_next_deadline(&c->h);
+      dl = c->h ? ota_healer_next_deadline(c->h) : UINT64_MAX;
     }
     if (dl < next)
       next = dl;
@@ -406,15 +396,19 @@ void srv_cloud_json(const srv_device_t *d, void *obj) {
   json_object_set_new(o, "safe_mode",
                       c && c->described ? json_boolean(c->safe_mode)
                                         : json_null());
-  if (!c || !c->h.cat) {
+  if (!c) {
     json_object_set_new(o, "healer", json_null());
     return;
   }
-  json_t *h = json_pack("{s:s,s:i,s:i,s:i,s:i,s:s}", "state",
-                        ota_heal_state_name(c->h.state), "modules_sent",
-                        (json_int_t)c->h.n_sent, "ok", (json_int_t)c->h.n_ok,
-                        "failed", (json_int_t)c->h.n_failed, "rounds",
-                        (json_int_t)c->h.n_rounds, "reason", c->h.reason);
+  const ota_healer_t *hl = c->h && c->h->cat ? c->h : NULL;
+  json_t *h = json_pack(
+      "{s:s,s:i,s:i,s:i,s:i,s:s}", "state",
+      hl ? ota_heal_state_name(hl->state)
+         : ota_heal_state_name(product ? OTA_HEAL_IDLE : OTA_HEAL_DISABLED),
+      "modules_sent", (json_int_t)(hl ? hl->n_sent : 0), "ok",
+      (json_int_t)(hl ? hl->n_ok : 0), "failed",
+      (json_int_t)(hl ? hl->n_failed : 0), "rounds",
+      (json_int_t)(hl ? hl->n_rounds : 0), "reason", hl ? hl->reason : "");
   if (c->heal_result[0] || c->healing) {
     srv_usage_t u = c->heal_usage;
     if (c->healing) {
@@ -432,8 +426,10 @@ void srv_cloud_json(const srv_device_t *d, void *obj) {
 }
 
 void srv_cloud_free(srv_device_t *d) {
-  if (d->cloud)
-    ota_healer_free(&d->cloud->h);
+  if (d->cloud && d->cloud->h) {
+    ota_healer_free(d->cloud->h);
+    free(d->cloud->h);
+  }
   free(d->cloud);
   d->cloud = NULL;
 }

@@ -22,11 +22,12 @@ void coap_session_disconnected(coap_session_t *session,
                                coap_nack_reason_t reason);
 
 #define TOKEN_DESCRIBE 0xD5
+#define SRV_DTLS_MAX_FRAGMENT 2048
 #define TOKEN_HELLO 0x48
 /* Hellos waiting for the loop tick that greets them: a fleet reconnecting
  * after its reboots delivers hundreds between two ticks (64 lost greetings:
- * devices connected but never described, tests/bench/fleet.sh). */
-#define PENDING_MAX SRV_MAX_DEVICES
+ * devices connected but never described, tests/bench/fleet.sh). The queue
+ * grows as needed (doubling), up to two entries per device of the table. */
 
 typedef struct {
   coap_session_t *s; /* referenced until handled */
@@ -37,8 +38,8 @@ static coap_context_t *ctx;
 static srv_devices_t *devs;
 static coap_dtls_pki_t pki;
 static FILE *keylog;
-static pending_t pending[PENDING_MAX];
-static size_t npending;
+static pending_t *pending;
+static size_t npending, cap_pending;
 static const uint8_t sid_ctx[] = "otalab-dtls";
 
 static void session_addr(coap_session_t *s, char *buf, size_t cap) {
@@ -142,6 +143,17 @@ static int tls_setup(void *tls, coap_dtls_pki_t *setup) {
   /* Server-side session cache, no tickets: resumption by session id keeps
    * the device's ClientHello small (a ticket holds its certificate). */
   SSL_set_options(ssl, SSL_OP_NO_TICKET);
+  /* Memory per idle session (bench/idle, heaptrack): OpenSSL keeps a 16.6 KB
+   * read buffer, a 21.8 KB handshake buffer (DTLS keeps it for
+   * retransmissions) and a write buffer sized by max_send_fragment (16 KB by
+   * default). Our datagrams are at most libcoap's MTU (1152 B), so 2 KB
+   * records are plenty: the write buffer drops to ~2.4 KB. The listening
+   * SSL answering the next ClientHello allocates its buffers before this
+   * callback runs: set it on the context, which new SSLs copy.
+   * SSL_MODE_RELEASE_BUFFERS was measured too: no change (OpenSSL 3.0
+   * releases idle buffers for TLS only, not DTLS). */
+  SSL_CTX_set_max_send_fragment(SSL_get_SSL_CTX(ssl), SRV_DTLS_MAX_FRAGMENT);
+  SSL_set_max_send_fragment(ssl, SRV_DTLS_MAX_FRAGMENT);
   if (keylog)
     SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), keylog_cb);
   /* This SSL and (through the context) the next listening one, which
@@ -187,9 +199,16 @@ static int peer_key(coap_session_t *s, uint8_t *der, size_t cap, size_t *len) {
 }
 
 static void queue(coap_session_t *s, int refuse) {
-  if (npending == PENDING_MAX) {
-    OTA_LOGW("coap: greeting queue full, dropping");
-    return;
+  if (npending == cap_pending) {
+    size_t cap = cap_pending ? 2 * cap_pending : 256;
+    pending_t *p = cap <= 2 * devs->cap + 256
+                       ? realloc(pending, cap * sizeof *pending)
+                       : NULL;
+    if (!p) {
+      OTA_LOGW("coap: greeting queue full (%zu), dropping", npending);
+      return;
+    }
+    pending = p, cap_pending = cap;
   }
   pending[npending].s = coap_session_reference(s);
   pending[npending].refuse = refuse;
@@ -240,15 +259,17 @@ static void hnd_hello(coap_resource_t *r, coap_session_t *s,
     goto refuse;
   }
   srv_device_t *old = srv_devices_by_session(devs, s);
-  if (old && old != d)
-    old->session = NULL, old->connected = 0;
+  if (old && old != d) {
+    srv_devices_set_session(devs, old, NULL);
+    old->connected = 0;
+  }
   /* The device is back on a new session (a reboot, a new port): its old one
    * would hold ~57 KB of DTLS state until libcoap's idle timeout; drop it as
    * the cloud keeps one connection per device (a fleet rebooting 4,000 times
    * held 320 MB). Dropped from the loop tick, after d points to s. */
   if (d->session && d->session != s)
     queue(d->session, 1);
-  d->session = s;
+  srv_devices_set_session(devs, d, s);
   d->connected = 1;
   d->last_heard = time(NULL);
   d->hellos++;
@@ -415,7 +436,7 @@ static void forget(coap_session_t *s, const char *why) {
     return;
   OTA_LOGI("coap: device %s disconnected (%s)", d->id, why);
   d->connected = 0;
-  d->session = NULL;
+  srv_devices_set_session(devs, d, NULL);
   srv_ota_on_disconnect(d);
   srv_cloud_on_disconnect(d);
 }
@@ -556,7 +577,10 @@ int srv_coap_setup(const srv_opts_t *o, srv_devices_t *d) {
   coap_register_nack_handler(ctx, on_nack);
   coap_register_pong_handler(ctx, on_pong);
   coap_register_event_handler(ctx, on_event);
-  coap_context_set_max_idle_sessions(ctx, 4096);
+  /* libcoap frees the oldest idle session (no request in flight) when a new
+   * one would exceed this: every connected idle device counts. */
+  coap_context_set_max_idle_sessions(
+      ctx, (unsigned)(d->cap + d->cap / 4 < 4096 ? 4096 : d->cap + d->cap / 4));
   int fd = coap_context_get_coap_fd(ctx);
   return fd < 0 ? -1 : dup(fd);
 }
@@ -602,6 +626,9 @@ void srv_coap_free(void) {
   for (size_t i = 0; i < npending; i++)
     coap_session_release(pending[i].s);
   npending = 0;
+  free(pending);
+  pending = NULL;
+  cap_pending = 0;
   if (ctx)
     coap_free_context(ctx);
   ctx = NULL;

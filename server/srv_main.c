@@ -89,7 +89,9 @@ static void usage(FILE *f) {
           "  --ota-gap MS    fast OTA: wait for a window's ping ACK at most "
           "MS\n"
           "                  (default 5000; 0 = no pings, unpaced)\n"
-          "  -v              verbose (twice: libcoap/DTLS debug)\n");
+          "  --max-devices N device table size (default %d)\n"
+          "  -v              verbose (twice: libcoap/DTLS debug)\n",
+          SRV_MAX_DEVICES_DEFAULT);
   srv_api_usage(f);
   srv_cloud_usage(f);
   fprintf(f, "  --help          this text\n\n"
@@ -128,6 +130,8 @@ int main(int argc, char **argv) {
       srv_ota_window = (unsigned)atoi(v), i++;
     } else if (v && !strcmp(a, "--ota-gap") && atoi(v) >= 0) {
       srv_ota_gap_ms = atoi(v), i++;
+    } else if (v && !strcmp(a, "--max-devices") && atol(v) > 0) {
+      o.max_devices = (size_t)atol(v), i++;
     } else if (v && !strcmp(a, "--catalog")) {
       o.catalog = v, i++;
     } else if (v && !strcmp(a, "--max-upload")) {
@@ -192,6 +196,10 @@ int main(int argc, char **argv) {
   srv_devices_init(&devs, o.data_dir);
   srv_http_devices = &devs;
   int rc = 1;
+  if (srv_devices_setup(&devs, o.max_devices)) {
+    OTA_LOGE("no memory for %zu devices", o.max_devices);
+    goto out;
+  }
   if (srv_api_setup(o.data_dir)) {
     OTA_LOGE("cannot open the store under %s", o.data_dir);
     goto out;
@@ -246,9 +254,11 @@ out:
   if (lctx)
     lws_context_destroy(lctx);
   lctx = NULL;
+  srv_ota_flush(&devs);
   srv_coap_free();
   srv_api_free();
   srv_devices_free(&devs);
+  srv_mods_free();
   ota_catalog_free(&cat);
   return rc;
 }

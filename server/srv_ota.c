@@ -1,5 +1,6 @@
 /* otalab-server OTA jobs: per-device queue of modules pushed by core's ota_tx
  * and confirmed by the Describe after the reboot (PROTOCOL.md 2.4-2.5, 3.1). */
+#define _GNU_SOURCE /* syncfs */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,7 @@
 
 typedef struct {
   unsigned id;
-  uint8_t *mod; /* malloc'd copy, kept until the job ends (ota_tx views it) */
+  srv_mod_t *m; /* a reference, kept until the job ends (ota_tx views it) */
   size_t len;
   ota_modref_t ref;
   char name[64];
@@ -167,11 +168,20 @@ static void bin_name(const srv_device_t *d, unsigned job, char *out,
 
 static int restoring; /* no saves while srv_ota_restore() re-queues */
 
-void srv_ota_save(const srv_device_t *d) {
+static uint64_t now_ms(void);
+static uint64_t save_at; /* when the pending saves are due; 0: none */
+
+void srv_ota_save(srv_device_t *d) {
   if (restoring || !srv_data_dir)
     return;
-  char dir[4096], name[64], bin[64];
-  jobs_dir(dir, sizeof dir);
+  d->save_due = 1;
+  if (!save_at)
+    save_at = now_ms() + SRV_OTA_SAVE_MS;
+}
+
+/* The job file text of d (malloc'd), or NULL. */
+static char *save_text(const srv_device_t *d) {
+  char bin[64];
   json_t *jobs = json_array();
   const struct srv_ota *o = d->ota;
   for (size_t i = 0; o && i < o->n; i++) {
@@ -180,21 +190,92 @@ void srv_ota_save(const srv_device_t *d) {
     bin_name(d, j->id, bin, sizeof bin);
     snprintf(mod, sizeof mod, "%c/%u v%u", ota_fn_letter(j->ref.func),
              j->ref.index, j->ref.version);
-    json_array_append_new(
-        jobs,
-        json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:i}", "job", (json_int_t)j->id,
-                  "file", j->name, "origin", srv_origin_name(j->origin),
-                  "module", mod, "bin", bin, "state",
-                  srv_job_state_name(j->state), "batch", (json_int_t)j->batch));
+    json_t *jj = json_pack(
+        "{s:i,s:s,s:s,s:s,s:s,s:i}", "job", (json_int_t)j->id, "file", j->name,
+        "origin", srv_origin_name(j->origin), "module", mod, "state",
+        srv_job_state_name(j->state), "batch", (json_int_t)j->batch);
+    if (j->m && j->m->path[0])
+      json_object_set_new(jj, "path", json_string(j->m->path));
+    else
+      json_object_set_new(jj, "bin", json_string(bin));
+    json_array_append_new(jobs, jj);
   }
   json_t *root = json_pack("{s:s,s:b,s:o}", "id", d->id, "development",
                            d->development, "jobs", jobs);
   char *text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
   json_decref(root);
-  snprintf(name, sizeof name, "%s.json", d->id);
-  if (!text || write_atomic(dir, name, text, strlen(text)))
-    OTA_LOGE("ota: %s cannot save the job queue under %s", d->id, dir);
-  free(text);
+  return text;
+}
+
+/* Write a file without syncing it: temp file, rename later (flush). */
+static int write_tmp(const char *tmp, const char *text) {
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    return OTA_EIO;
+  size_t len = strlen(text), off = 0;
+  while (off < len) {
+    ssize_t n = write(fd, text + off, len - off);
+    if (n <= 0 && errno != EINTR) {
+      close(fd);
+      unlink(tmp);
+      return OTA_EIO;
+    }
+    if (n > 0)
+      off += (size_t)n;
+  }
+  return close(fd) ? OTA_EIO : 0;
+}
+
+/* Every due file: written to temp files, one syncfs for all of them (data
+ * durable before any rename), renamed, the directory synced: a crash leaves
+ * each job file old or new, never torn. */
+void srv_ota_flush(srv_devices_t *t) {
+  if (!save_at || !srv_data_dir)
+    return;
+  save_at = 0;
+  char dir[4096], path[4200], tmp[4300];
+  jobs_dir(dir, sizeof dir);
+  if (mkdir_p(dir)) {
+    OTA_LOGE("ota: cannot create %s: job queues not saved", dir);
+    return;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    srv_device_t *d = &t->rows[i];
+    if (!d->save_due)
+      continue;
+    char *text = save_text(d);
+    snprintf(tmp, sizeof tmp, "%s/%s.json.tmp.%d", dir, d->id, (int)getpid());
+    if (!text || write_tmp(tmp, text)) {
+      OTA_LOGE("ota: %s cannot save the job queue under %s", d->id, dir);
+      d->save_due = 0;
+    } else {
+      n++;
+    }
+    free(text);
+  }
+  if (!n)
+    return;
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0)
+    syncfs(dfd);
+  for (size_t i = 0; i < t->n; i++) {
+    srv_device_t *d = &t->rows[i];
+    if (!d->save_due)
+      continue;
+    d->save_due = 0;
+    snprintf(tmp, sizeof tmp, "%s/%s.json.tmp.%d", dir, d->id, (int)getpid());
+    snprintf(path, sizeof path, "%s/%s.json", dir, d->id);
+    if (rename(tmp, path)) {
+      OTA_LOGE("ota: %s cannot save the job queue under %s", d->id, dir);
+      unlink(tmp);
+    }
+  }
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  OTA_LOGD("ota: %zu job queue file(s) saved", n);
 }
 
 static void remove_bin(const srv_device_t *d, unsigned job) {
@@ -274,7 +355,7 @@ static void start_next(srv_device_t *d);
 /* Keep a copy of an ended job (its bytes already freed) in the history. */
 static void hist_push(struct srv_ota *o, const job_t *j) {
   o->hist[o->hist_next] = *j;
-  o->hist[o->hist_next].mod = NULL;
+  o->hist[o->hist_next].m = NULL;
   o->hist_next = (o->hist_next + 1) % SRV_OTA_HISTORY;
   if (o->nhist < SRV_OTA_HISTORY)
     o->nhist++;
@@ -303,8 +384,8 @@ static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
         j->total, (unsigned long long)(j->t_end - j->t_start),
         (unsigned long long)(j->t_sent - j->t_start), j->chunks, j->resent);
   ota_tx_free(&o->tx);
-  free(j->mod);
-  j->mod = NULL;
+  srv_mod_unref(j->m);
+  j->m = NULL;
   remove_bin(d, j->id);
   o->last = *j;
   o->has_last = 1;
@@ -327,8 +408,8 @@ static void end_job(srv_device_t *d, srv_job_state_t st, const char *why) {
     k->cancelled = 1;
     k->t_end = now_ms();
     k->w_end = wall_ms();
-    free(k->mod);
-    k->mod = NULL;
+    srv_mod_unref(k->m);
+    k->m = NULL;
     remove_bin(d, k->id);
     hist_push(o, k);
     memmove(&o->q[i], &o->q[i + 1], (o->n - i - 1) * sizeof o->q[0]);
@@ -444,7 +525,7 @@ static void start_next(srv_device_t *d) {
   set_state(d, j, SRV_JOB_SENDING,
             j->restarts ? "restart from zero after the describe"
                         : "device connected and described");
-  int err = ota_tx_start(&o->tx, j->mod, j->len, now_ms(), &outbox);
+  int err = ota_tx_start(&o->tx, j->m->bytes, j->len, now_ms(), &outbox);
   if (err) {
     ota_outbox_clear(&outbox);
     char why[96];
@@ -462,10 +543,17 @@ unsigned srv_ota_new_batch(void) {
 int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
                     const char *name, srv_origin_t origin, unsigned batch,
                     unsigned *job) {
-  ota_module_t m;
-  int err = ota_module_parse(mod, len, &m);
-  if (err)
+  int err = 0;
+  srv_mod_t *m = srv_mod_copy(mod, len, &err);
+  if (!m)
     return err;
+  err = srv_ota_enqueue_mod(d, m, name, origin, batch, job);
+  srv_mod_unref(m);
+  return err;
+}
+
+int srv_ota_enqueue_mod(srv_device_t *d, srv_mod_t *m, const char *name,
+                        srv_origin_t origin, unsigned batch, unsigned *job) {
   if (!d->ota && !(d->ota = calloc(1, sizeof *d->ota)))
     return OTA_ENOMEM;
   struct srv_ota *o = d->ota;
@@ -473,19 +561,17 @@ int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
     return OTA_EFULL;
   job_t *j = &o->q[o->n];
   memset(j, 0, sizeof *j);
-  if (!(j->mod = malloc(len)))
-    return OTA_ENOMEM;
-  memcpy(j->mod, mod, len);
-  j->len = len;
-  j->ref.func = m.info.func;
-  j->ref.index = m.info.index;
-  j->ref.version = m.info.version;
+  j->m = srv_mod_ref(m);
+  j->len = m->len;
+  j->ref.func = m->info.info.func;
+  j->ref.index = m->info.info.index;
+  j->ref.version = m->info.info.version;
   snprintf(j->name, sizeof j->name, "%s", name ? name : "");
   j->id = next_job++;
   j->origin = origin;
   j->batch = batch ? batch : srv_ota_new_batch();
   j->state = SRV_JOB_QUEUED;
-  j->total = (uint32_t)len;
+  j->total = (uint32_t)j->len;
   j->t_queued = now_ms();
   j->w_queued = wall_ms();
   o->n++;
@@ -493,13 +579,15 @@ int srv_ota_enqueue(srv_device_t *d, const uint8_t *mod, size_t len,
   OTA_LOGI("ota: %s job %u queued (%s): %s %c/%u v%u, %zu bytes (%zu in "
            "queue, request %u)",
            d->id, j->id, srv_origin_name(origin), j->name,
-           ota_fn_letter(j->ref.func), j->ref.index, j->ref.version, len, o->n,
-           j->batch);
+           ota_fn_letter(j->ref.func), j->ref.index, j->ref.version, j->len,
+           o->n, j->batch);
   if (!restoring) {
+    /* An upload's bytes are saved now (durably, before the queue that
+     * names them); a file's job names the file. */
     char dir[4096], bin[64];
     jobs_dir(dir, sizeof dir);
     bin_name(d, j->id, bin, sizeof bin);
-    if (srv_data_dir && write_atomic(dir, bin, mod, len))
+    if (srv_data_dir && !m->path[0] && write_atomic(dir, bin, m->bytes, m->len))
       OTA_LOGE("ota: %s cannot save job %u under %s", d->id, j->id, dir);
     srv_ota_save(d);
   }
@@ -576,10 +664,20 @@ size_t srv_ota_restore(srv_devices_t *t) {
       unsigned old = (unsigned)json_integer_value(json_object_get(jj, "job"));
       const char *bin = json_string_value(json_object_get(jj, "bin"));
       const char *file = json_string_value(json_object_get(jj, "file"));
+      const char *mpath = json_string_value(json_object_get(jj, "path"));
       char bp[4400];
       size_t len = 0;
-      snprintf(bp, sizeof bp, "%s/%s", dir, bin ? bin : "");
-      uint8_t *mod = bin ? read_all(bp, &len) : NULL;
+      int err = OTA_ENOENT;
+      srv_mod_t *m = NULL;
+      if (mpath) {
+        snprintf(bp, sizeof bp, "%s", mpath);
+        m = srv_mod_load(mpath, &err);
+      } else if (bin) {
+        snprintf(bp, sizeof bp, "%s/%s", dir, bin);
+        uint8_t *mod = read_all(bp, &len);
+        m = mod ? srv_mod_copy(mod, len, &err) : NULL;
+        free(mod);
+      }
       unsigned job = 0;
       unsigned batch =
           (unsigned)json_integer_value(json_object_get(jj, "batch"));
@@ -587,13 +685,12 @@ size_t srv_ota_restore(srv_devices_t *t) {
         next_job = old + 1;
       if (batch >= next_batch)
         next_batch = batch + 1;
-      int err =
-          mod ? srv_ota_enqueue(
-                    d, mod, len, file,
-                    origin_of(json_string_value(json_object_get(jj, "origin"))),
-                    batch, &job)
-              : OTA_ENOENT;
-      free(mod);
+      if (m)
+        err = srv_ota_enqueue_mod(
+            d, m, file,
+            origin_of(json_string_value(json_object_get(jj, "origin"))), batch,
+            &job);
+      srv_mod_unref(m);
       if (err) {
         OTA_LOGW("ota: %s saved job %u not restored: %s", d->id, old,
                  ota_strerror(err));
@@ -613,6 +710,7 @@ size_t srv_ota_restore(srv_devices_t *t) {
   for (size_t k = 0; k < t->n; k++)
     if (t->rows[k].ota)
       srv_ota_save(&t->rows[k]);
+  srv_ota_flush(t);
   return count;
 }
 
@@ -757,6 +855,8 @@ void srv_ota_on_pong(srv_device_t *d, int mid) {
 
 unsigned srv_ota_timers(srv_devices_t *t) {
   uint64_t now = now_ms(), next = now + 1000;
+  if (save_at && save_at <= now)
+    srv_ota_flush(t);
   for (size_t i = 0; i < t->n; i++) {
     srv_device_t *d = &t->rows[i];
     struct srv_ota *o = d->ota;
@@ -789,6 +889,8 @@ unsigned srv_ota_timers(srv_devices_t *t) {
         next = j->deadline;
     }
   }
+  if (save_at && save_at < next)
+    next = save_at;
   return next <= now ? 1 : (unsigned)(next - now);
 }
 
@@ -891,7 +993,7 @@ void srv_ota_free(srv_device_t *d) {
   if (!o)
     return;
   for (size_t i = 0; i < o->n; i++)
-    free(o->q[i].mod);
+    srv_mod_unref(o->q[i].m);
   ota_tx_free(&o->tx);
   free(o);
   d->ota = NULL;
