@@ -26,6 +26,7 @@
 #include "otalab/err.h"
 #include "otalab/planner.h"
 #include "scenario.h"
+#include "scenario_common.h"
 
 #define POLL_MS 200  /* GET /v1/devices/:id period */
 #define SETTLE_S 2.0 /* expectations must hold this long before stopping */
@@ -68,16 +69,6 @@ static void say(const sc_run_t *run, const char *fmt, ...) {
   putchar('\n');
   fflush(stdout);
   va_end(ap);
-}
-
-static int setup_fail(sc_run_t *run, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int setup_fail(sc_run_t *run, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(run->fail_setup, sizeof run->fail_setup, fmt, ap);
-  va_end(ap);
-  return 1;
 }
 
 /* ---- processes ---- */
@@ -272,17 +263,9 @@ static int app_file(sc_run_t *run, json_t *ref, uint32_t product,
   }
   const char *file = json_string_value(json_object_get(spec, "file"));
   if (file) {
-    if (file[0] == '/')
-      snprintf(out, cap, "%s", file);
-    else { /* relative to the scenario file */
-      char d[512];
-      snprintf(d, sizeof d, "%s", run->file);
-      char *s = strrchr(d, '/');
-      if (s)
-        *s = 0;
-      snprintf(out, cap, "%s/%s", s ? d : ".", file);
-    }
-    return access(out, R_OK) ? setup_fail(run, "app file %s: missing", out) : 0;
+    sc_app_path(run, file, out, cap);
+    return access(out, R_OK) ? sc_setup_fail(run, "app file %s: missing", out)
+                             : 0;
   }
   const char *req = json_string_value(json_object_get(spec, "requires"));
   const char *size = json_string_value(json_object_get(spec, "size"));
@@ -308,8 +291,8 @@ static int app_file(sc_run_t *run, json_t *ref, uint32_t product,
   char log[600];
   snprintf(log, sizeof log, "%s/tools.log", run->dir);
   if (run_tool(argv, log))
-    return setup_fail(run, "otalab mkapp --requires %s failed (see %s)", req,
-                      log);
+    return sc_setup_fail(run, "otalab mkapp --requires %s failed (see %s)", req,
+                         log);
   return 0;
 }
 
@@ -335,7 +318,7 @@ static int start_server(sc_run_t *run) {
   truncate(out, 0);
   run->server_pid = spawn(argv, out, err);
   if (run->server_pid < 0)
-    return setup_fail(run, "cannot start %s", run->server_bin);
+    return sc_setup_fail(run, "cannot start %s", run->server_bin);
   run->server_starts++;
   for (int t = 0; t < 200; t++) { /* 10 s */
     FILE *f = fopen(out, "r");
@@ -356,11 +339,11 @@ static int start_server(sc_run_t *run) {
     int st;
     if (waitpid(run->server_pid, &st, WNOHANG) == run->server_pid) {
       run->server_pid = -1;
-      return setup_fail(run, "otalab-server exited at start (see %s)", err);
+      return sc_setup_fail(run, "otalab-server exited at start (see %s)", err);
     }
     usleep(50000);
   }
-  return setup_fail(run, "otalab-server did not print 'listening' in 10 s");
+  return sc_setup_fail(run, "otalab-server did not print 'listening' in 10 s");
 }
 
 static void open_stream(sc_run_t *run) {
@@ -389,7 +372,7 @@ static int setup_products(sc_run_t *run) {
     json_decref(http_json(run, "POST", "/v1/products", "application/json", body,
                           strlen(body), &st));
     if (st != 200 && st != 201 && st != 409)
-      return setup_fail(run, "POST /v1/products (%u): HTTP %d", id, st);
+      return sc_setup_fail(run, "POST /v1/products (%u): HTTP %d", id, st);
     json_array_foreach(json_object_get(p, "firmware"), j, fw) {
       unsigned ver =
           (unsigned)json_integer_value(json_object_get(fw, "version"));
@@ -410,7 +393,8 @@ static int setup_products(sc_run_t *run) {
       if (st != 200 && st != 201) {
         const char *e =
             json_string_value(json_object_get(o, "error_description"));
-        setup_fail(run, "POST %s v%u: HTTP %d %s", path, ver, st, e ? e : "");
+        sc_setup_fail(run, "POST %s v%u: HTTP %d %s", path, ver, st,
+                      e ? e : "");
         json_decref(o);
         return 1;
       }
@@ -442,12 +426,12 @@ static int setup_device(sc_run_t *run, sc_dev_t *d) {
   char *argv[] = {run->self, "keys",  "device", "--id",
                   d->hex,    "--out", dir,      NULL};
   if (run_tool(argv, log))
-    return setup_fail(run, "otalab keys device %s failed", d->hex);
+    return sc_setup_fail(run, "otalab keys device %s failed", d->hex);
   snprintf(pem, sizeof pem, "%s/%s.pub.pem", dir, d->hex);
   uint8_t *key;
   size_t klen;
   if (cli_read_file(pem, &key, &klen))
-    return setup_fail(run, "cannot read %s", pem);
+    return sc_setup_fail(run, "cannot read %s", pem);
   json_t *req = json_pack("{s:s,s:s%,s:s,s:I}", "id", d->hex, "public_key",
                           (const char *)key, klen, "name", d->name,
                           "product_id", (json_int_t)d->product);
@@ -463,7 +447,7 @@ static int setup_device(sc_run_t *run, sc_dev_t *d) {
     cli_write_file(to, key, klen);
   } else if (st != 200 && st != 201) {
     free(key);
-    return setup_fail(run, "POST /v1/devices %s: HTTP %d", d->name, st);
+    return sc_setup_fail(run, "POST /v1/devices %s: HTTP %d", d->name, st);
   }
   free(key);
   /* the relay */
@@ -475,11 +459,11 @@ static int setup_device(sc_run_t *run, sc_dev_t *d) {
   if (d->dev_fd < 0 || d->srv_fd < 0 ||
       bind(d->dev_fd, (struct sockaddr *)&a, sizeof a) ||
       getsockname(d->dev_fd, (struct sockaddr *)&a, &al))
-    return setup_fail(run, "relay socket: %s", strerror(errno));
+    return sc_setup_fail(run, "relay socket: %s", strerror(errno));
   d->relay_port = ntohs(a.sin_port);
   close(d->srv_fd);
   if ((d->srv_fd = upstream(run->coap_port)) < 0)
-    return setup_fail(run, "relay connect: %s", strerror(errno));
+    return sc_setup_fail(run, "relay connect: %s", strerror(errno));
   /* the provisioned app */
   json_t *spec = json_array_get(json_object_get(run->spec, "devices"), 0);
   size_t i;
@@ -562,7 +546,7 @@ static int start_device(sc_run_t *run, sc_dev_t *d) {
   argv[n] = NULL;
   d->pid = spawn(argv, out, err);
   if (d->pid < 0)
-    return setup_fail(run, "cannot start %s", run->device_bin);
+    return sc_setup_fail(run, "cannot start %s", run->device_bin);
   d->exited = 0;
   d->starts++;
   return 0;
@@ -886,62 +870,39 @@ static int dev_busy(const sc_dev_t *d) {
   return 0;
 }
 
-static void estimate(sc_run_t *run, sc_dev_t *d, const ota_describe_t *ds) {
-  const char *to =
-      json_string_value(json_object_get(d->expect, "final_release"));
-  if (!to) {
-    snprintf(d->est_note, sizeof d->est_note, "no final_release to plan for");
+/* The catalogue for a describe's system_firmware_version and the estimate
+ * (loaded at each first describe or describe without the server's sfv; NULL
+ * with `err` set when it cannot be read). */
+static ota_catalog_t *load_catalog(ota_catalog_t *cat, char *err, size_t cap) {
+  ota_catalog_init(cat);
+  if (!ota_catalog_load_file(cat, cli_default_catalog(), err, cap))
+    return cat;
+  ota_catalog_free(cat);
+  return NULL;
+}
+
+static void estimate(sc_dev_t *d, const ota_describe_t *ds) {
+  if (!json_object_get(d->expect, "final_release")) {
+    sc_estimate(NULL, d, ds); /* the note only */
     return;
   }
   ota_catalog_t cat;
   char err[160];
-  ota_catalog_init(&cat);
-  if (ota_catalog_load_file(&cat, cli_default_catalog(), err, sizeof err)) {
+  if (!load_catalog(&cat, err, sizeof err)) {
     snprintf(d->est_note, sizeof d->est_note, "catalogue: %s", err);
-    ota_catalog_free(&cat);
     return;
   }
-  ota_dev_module_t mods[OTA_DESCRIBE_MAX_MODULES];
-  ota_plan_device_t pd;
-  ota_describe_to_plan_device(ds, mods, OTA_DESCRIBE_MAX_MODULES,
-                              d->product != 0, &pd);
-  ota_goal_t goal = {.kind = OTA_GOAL_RELEASE, .release = to};
-  static ota_plan_t plan; /* large; one at a time */
-  if (ota_plan_make(&cat, &pd, &goal, NULL, &plan))
-    snprintf(d->est_note, sizeof d->est_note, "planner: %s", plan.reason);
-  else {
-    d->estimate = (long long)plan.total.wire;
-    snprintf(d->est_note, sizeof d->est_note, "%s -> %s: %d step(s)", plan.from,
-             plan.to, plan.nsteps);
-  }
+  sc_estimate(&cat, d, ds);
   ota_catalog_free(&cat);
-  (void)run;
 }
 
 /* The system release of a describe's system modules ("" when mixed or not
  * in the catalogue): what the server shows as system_firmware_version. */
 static void sys_version(json_t *desc, char *out, size_t cap) {
-  size_t i;
-  json_t *e;
-  int sys = -1, mixed = 0;
-  out[0] = 0;
-  json_array_foreach(json_object_get(desc, "m"), i, e) {
-    const char *f = json_string_value(json_object_get(e, "f"));
-    int ver = (int)json_integer_value(json_object_get(e, "v"));
-    if (f && f[0] == 's') {
-      mixed |= sys >= 0 && sys != ver;
-      sys = ver;
-    }
-  }
   ota_catalog_t cat;
   char err[160];
-  ota_catalog_init(&cat);
-  if (sys >= 0 && !mixed &&
-      !ota_catalog_load_file(&cat, cli_default_catalog(), err, sizeof err)) {
-    const ota_cat_release_t *r = ota_catalog_find_sysver(&cat, (uint16_t)sys);
-    if (r)
-      snprintf(out, cap, "%s", r->name);
-  }
+  ota_catalog_t *c = load_catalog(&cat, err, sizeof err);
+  sc_sys_version(c, desc, out, cap);
   ota_catalog_free(&cat);
 }
 
@@ -957,24 +918,11 @@ static void on_describe(sc_run_t *run, sc_dev_t *d, json_t *desc,
   char *txt = json_dumps(desc, JSON_COMPACT);
   static ota_describe_t ds;
   if (txt && !ota_describe_parse(txt, strlen(txt), &ds)) {
-    int safe = ota_describe_in_safe_mode(&ds);
-    const ota_describe_module_t *u = ota_describe_find(&ds, OTA_FN_USER, 1);
-    int app = u && !safe && (u->vv & u->vc) == u->vc;
-    if (!d->described) {
-      d->described = 1;
-      d->first_describe = json_incref(desc);
-      snprintf(d->first_sfv, sizeof d->first_sfv, "%s", sfv);
-      estimate(run, d, &ds);
-      say(run, "%s: described: system %s%s%s", d->name,
-          sfv[0] ? sfv : "(mixed)", safe ? ", SAFE MODE" : "",
-          app ? ", app running" : "");
-    } else if (safe != d->safe_mode || app != d->app_ok || strcmp(sfv, d->sfv))
-      say(run, "%s: system %s%s%s", d->name, sfv[0] ? sfv : "(mixed)",
-          safe ? ", SAFE MODE" : "", app ? ", app running" : "");
-    d->safe_mode = safe;
-    d->ever_safe |= safe;
-    d->app_ok = app;
-    snprintf(d->sfv, sizeof d->sfv, "%s", sfv);
+    char msg[256];
+    if (sc_describe_seen(d, desc, &ds, sfv, msg, sizeof msg))
+      estimate(d, &ds);
+    if (msg[0])
+      say(run, "%s", msg);
   }
   free(txt);
 }
@@ -1272,7 +1220,7 @@ static int setup(sc_run_t *run) {
   } else {
     snprintf(run->dir, sizeof run->dir, "/tmp/otalab-scenario.XXXXXX");
     if (!mkdtemp(run->dir))
-      return setup_fail(run, "mkdtemp: %s", strerror(errno));
+      return sc_setup_fail(run, "mkdtemp: %s", strerror(errno));
   }
   char p[700], log[600];
   snprintf(log, sizeof log, "%s/tools.log", run->dir);
@@ -1298,12 +1246,12 @@ static int setup(sc_run_t *run) {
     char *argv[] = {run->self, "mkfixtures", "--out",
                     run->fix,  "--quiet",    NULL};
     if (run_tool(argv, log))
-      return setup_fail(run, "otalab mkfixtures failed (see %s)", log);
+      return sc_setup_fail(run, "otalab mkfixtures failed (see %s)", log);
   }
   snprintf(p, sizeof p, "%s/keys", run->dir);
   char *kargv[] = {run->self, "keys", "server", "--out", p, NULL};
   if (run_tool(kargv, log))
-    return setup_fail(run, "otalab keys server failed (see %s)", log);
+    return sc_setup_fail(run, "otalab keys server failed (see %s)", log);
   /* a token for this run: not secret (loopback, throw-away data dir) */
   snprintf(run->token, sizeof run->token, "scenario%08x%08lx", run->seed,
            (unsigned long)getpid());
@@ -1398,12 +1346,7 @@ int sc_run(sc_run_t *run) {
       if (run->server_up)
         poll_device(run, d);
       busy |= dev_busy(d) && !d->exited;
-      int ok = sc_dev_ok(run, d);
-      if (ok && d->t_done < 0)
-        d->t_done = sim;
-      else if (!ok)
-        d->t_done = -1;
-      all_ok &= ok;
+      all_ok &= sc_dev_track(run, d, sim);
     }
     while (run->next_action < nact &&
            action_ready(run, json_array_get(acts, run->next_action)))

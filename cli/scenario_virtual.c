@@ -19,6 +19,7 @@
 #include "otalab/planner.h"
 #include "otalab/vnet.h"
 #include "scenario.h"
+#include "scenario_common.h"
 
 #define POLL_MS 200 /* as scenario_run.c: the REST poll period */
 #define SETTLE_MS 2000
@@ -49,16 +50,6 @@ static void say(const vrun_t *v, const char *fmt, ...) {
   vprintf(fmt, ap);
   putchar('\n');
   va_end(ap);
-}
-
-static int setup_fail(sc_run_t *run, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int setup_fail(sc_run_t *run, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(run->fail_setup, sizeof run->fail_setup, fmt, ap);
-  va_end(ap);
-  return 1;
 }
 
 int sc_virtual_supported(const sc_run_t *run, char *why, size_t cap) {
@@ -98,18 +89,9 @@ static int app_bytes(vrun_t *v, json_t *ref, uint32_t product, unsigned version,
   const char *file = json_string_value(json_object_get(spec, "file"));
   if (file) {
     char path[700];
-    if (file[0] == '/')
-      snprintf(path, sizeof path, "%s", file);
-    else { /* relative to the scenario file */
-      char d[512];
-      snprintf(d, sizeof d, "%s", run->file);
-      char *s = strrchr(d, '/');
-      if (s)
-        *s = 0;
-      snprintf(path, sizeof path, "%s/%s", s ? d : ".", file);
-    }
+    sc_app_path(run, file, path, sizeof path);
     return cli_read_file(path, buf, len)
-               ? setup_fail(run, "app file %s: cannot read", path)
+               ? sc_setup_fail(run, "app file %s: cannot read", path)
                : 0;
   }
   const char *req = json_string_value(json_object_get(spec, "requires"));
@@ -118,9 +100,9 @@ static int app_bytes(vrun_t *v, json_t *ref, uint32_t product, unsigned version,
   const ota_cat_release_t *rel = req ? ota_catalog_find(&v->cat, req) : NULL;
   long sz = cli_parse_size(size ? size : "8K");
   if (!rel)
-    return setup_fail(run, "app: unknown release '%s'", req ? req : "?");
+    return sc_setup_fail(run, "app: unknown release '%s'", req ? req : "?");
   if (sz < (long)OTA_MODULE_MIN_SIZE || sz > 1024 * 1024)
-    return setup_fail(run, "app: bad size '%s'", size);
+    return sc_setup_fail(run, "app: bad size '%s'", size);
   ota_module_spec_t ms;
   ota_module_spec_init(
       &ms, OTA_FN_USER, 1,
@@ -130,11 +112,11 @@ static int app_bytes(vrun_t *v, json_t *ref, uint32_t product, unsigned version,
   ms.product_id = (uint16_t)(product ? product : 10);
   ms.product_version = (uint16_t)(product ? version : OTA_MODULE_PRODUCT_NONE);
   if (!(*buf = malloc((size_t)sz)))
-    return setup_fail(run, "out of memory");
+    return sc_setup_fail(run, "out of memory");
   if (ota_module_build(&ms, *buf, (size_t)sz, len)) {
     free(*buf);
     *buf = NULL;
-    return setup_fail(run, "app: cannot build (requires %s)", req);
+    return sc_setup_fail(run, "app: cannot build (requires %s)", req);
   }
   return 0;
 }
@@ -165,7 +147,7 @@ static int flash_bytes(vrun_t *v, const char *s, uint8_t **buf, size_t *len,
       *owned = 0;
       if (ota_vsim_module(v->vs, m->id.func, m->id.index, m->id.version, &p,
                           len))
-        return setup_fail(v->run, "flash: cannot build %s", s);
+        return sc_setup_fail(v->run, "flash: cannot build %s", s);
       *buf = (uint8_t *)p;
       return 0;
     }
@@ -177,10 +159,10 @@ static int flash_bytes(vrun_t *v, const char *s, uint8_t **buf, size_t *len,
     snprintf(path, sizeof path, "%s/%s",
              v->run->fixtures ? v->run->fixtures : ".", s);
   return cli_read_file(path, buf, len)
-             ? setup_fail(v->run,
-                          "flash: %s is neither a catalogue module "
-                          "nor a readable file",
-                          s)
+             ? sc_setup_fail(v->run,
+                             "flash: %s is neither a catalogue module "
+                             "nor a readable file",
+                             s)
              : 0;
 }
 
@@ -291,50 +273,6 @@ static void on_event(void *ud, size_t i, uint64_t t, const char *name,
   record(v, i, name, data, len);
 }
 
-/* "system_firmware_version" as GET /v1/devices/:id computes it: the release
- * of the system parts' version, "" when mixed or unknown. */
-static void sys_version(vrun_t *v, json_t *desc, char *out, size_t cap) {
-  size_t i;
-  json_t *e;
-  int sys = -1, mixed = 0;
-  out[0] = 0;
-  json_array_foreach(json_object_get(desc, "m"), i, e) {
-    const char *f = json_string_value(json_object_get(e, "f"));
-    int ver = (int)json_integer_value(json_object_get(e, "v"));
-    if (f && f[0] == 's') {
-      mixed |= sys >= 0 && sys != ver;
-      sys = ver;
-    }
-  }
-  const ota_cat_release_t *r =
-      sys >= 0 && !mixed ? ota_catalog_find_sysver(&v->cat, (uint16_t)sys)
-                         : NULL;
-  if (r)
-    snprintf(out, cap, "%s", r->name);
-}
-
-static void estimate(vrun_t *v, sc_dev_t *d, const ota_describe_t *ds) {
-  const char *to =
-      json_string_value(json_object_get(d->expect, "final_release"));
-  if (!to) {
-    snprintf(d->est_note, sizeof d->est_note, "no final_release to plan for");
-    return;
-  }
-  ota_dev_module_t mods[OTA_DESCRIBE_MAX_MODULES];
-  ota_plan_device_t pd;
-  ota_describe_to_plan_device(ds, mods, OTA_DESCRIBE_MAX_MODULES,
-                              d->product != 0, &pd);
-  ota_goal_t goal = {.kind = OTA_GOAL_RELEASE, .release = to};
-  static ota_plan_t plan; /* large */
-  if (ota_plan_make(&v->cat, &pd, &goal, NULL, &plan))
-    snprintf(d->est_note, sizeof d->est_note, "planner: %s", plan.reason);
-  else {
-    d->estimate = (long long)plan.total.wire;
-    snprintf(d->est_note, sizeof d->est_note, "%s -> %s: %d step(s)", plan.from,
-             plan.to, plan.nsteps);
-  }
-}
-
 /* One "GET /v1/devices/:id": the cloud session's view of device i. */
 static void poll_device(vrun_t *v, size_t i) {
   sc_dev_t *d = &v->run->dev[i];
@@ -358,27 +296,12 @@ static void poll_device(vrun_t *v, size_t i) {
     static ota_describe_t dp;
     if (desc && !ota_describe_parse(cs->describe_json,
                                     strlen(cs->describe_json), &dp)) {
-      char sfv[32];
-      sys_version(v, desc, sfv, sizeof sfv);
-      int safe = ota_describe_in_safe_mode(&dp);
-      const ota_describe_module_t *u = ota_describe_find(&dp, OTA_FN_USER, 1);
-      int app = u && !safe && (u->vv & u->vc) == u->vc;
-      if (!d->described) {
-        d->described = 1;
-        d->first_describe = json_incref(desc);
-        snprintf(d->first_sfv, sizeof d->first_sfv, "%s", sfv);
-        estimate(v, d, &dp);
-        say(v, "%s: described: system %s%s%s", d->name,
-            sfv[0] ? sfv : "(mixed)", safe ? ", SAFE MODE" : "",
-            app ? ", app running" : "");
-      } else if (safe != d->safe_mode || app != d->app_ok ||
-                 strcmp(sfv, d->sfv))
-        say(v, "%s: system %s%s%s", d->name, sfv[0] ? sfv : "(mixed)",
-            safe ? ", SAFE MODE" : "", app ? ", app running" : "");
-      d->safe_mode = safe;
-      d->ever_safe |= safe;
-      d->app_ok = app;
-      snprintf(d->sfv, sizeof d->sfv, "%s", sfv);
+      char sfv[32], msg[256];
+      sc_sys_version(&v->cat, desc, sfv, sizeof sfv);
+      if (sc_describe_seen(d, desc, &dp, sfv, msg, sizeof msg))
+        sc_estimate(&v->cat, d, &dp);
+      if (msg[0])
+        say(v, "%s", msg);
     }
     json_decref(desc);
   }
@@ -536,8 +459,8 @@ static int add_devices(vrun_t *v) {
     char err[160];
     if (ota_link_parse(link ? link : DEFAULT_LINK, &v->cat, &sp.link, err,
                        sizeof err))
-      return setup_fail(run, "%s: link \"%s\": %s", d->name,
-                        link ? link : DEFAULT_LINK, err);
+      return sc_setup_fail(run, "%s: link \"%s\": %s", d->name,
+                           link ? link : DEFAULT_LINK, err);
     uint8_t *app = NULL;
     json_t *ref = json_object_get(spec, "app");
     if (ref && app_bytes(v, ref, 0, 0, &app, &sp.app_len))
@@ -549,16 +472,16 @@ static int add_devices(vrun_t *v) {
     int rc = ota_vsim_add(v->vs, &sp);
     free(app);
     if (rc != i)
-      return setup_fail(run, "%s: cannot provision %s: %s", d->name, d->release,
-                        ota_strerror(rc < 0 ? rc : OTA_EINVAL));
+      return sc_setup_fail(run, "%s: cannot provision %s: %s", d->name,
+                           d->release, ota_strerror(rc < 0 ? rc : OTA_EINVAL));
     d->starts = 1;
     json_t *fj;
     json_array_foreach(json_object_get(spec, "faults"), k, fj) {
       ota_vfault_t f;
       if (ota_vsim_fault_parse(json_string_value(fj), &f) ||
           ota_vsim_fault(v->vs, (size_t)i, &f))
-        return setup_fail(run, "%s: fault \"%s\": cannot arm", d->name,
-                          json_string_value(fj));
+        return sc_setup_fail(run, "%s: fault \"%s\": cannot arm", d->name,
+                             json_string_value(fj));
       say(v, "%s: fault armed: %s", d->name, json_string_value(fj));
     }
     say(v, "%s: %s device %s on %s%s%s, link %s", d->name,
@@ -578,7 +501,7 @@ int sc_run_virtual(sc_run_t *run) {
   char err[256];
   ota_catalog_init(&v.cat);
   if (ota_catalog_load_file(&v.cat, cli_default_catalog(), err, sizeof err)) {
-    setup_fail(run, "catalogue %s: %s", cli_default_catalog(), err);
+    sc_setup_fail(run, "catalogue %s: %s", cli_default_catalog(), err);
     ota_catalog_free(&v.cat);
     return 1;
   }
@@ -588,7 +511,7 @@ int sc_run_virtual(sc_run_t *run) {
   v.vs = ota_vsim_new(&v.cat, &cfg);
   if (!v.vs) {
     ota_catalog_free(&v.cat);
-    return setup_fail(run, "out of memory");
+    return sc_setup_fail(run, "out of memory");
   }
   ota_vsim_set_hooks(v.vs, on_event, on_job, &v);
   say(&v,
@@ -607,12 +530,7 @@ int sc_run_virtual(sc_run_t *run) {
       poll_device(&v, (size_t)i);
       busy |= dev_busy(&v, (size_t)i) && !d->exited;
       alive |= !d->exited;
-      int ok = sc_dev_ok(run, d);
-      if (ok && d->t_done < 0)
-        d->t_done = vnow(&v);
-      else if (!ok)
-        d->t_done = -1;
-      all_ok &= ok;
+      all_ok &= sc_dev_track(run, d, vnow(&v));
     }
     while (run->next_action < nact &&
            action_ready(&v, json_array_get(acts, run->next_action)))
