@@ -16,6 +16,8 @@
 #include "otalab/msg.h"
 #include "srv.h"
 
+#define SRV_SESSION_IDLE_S (2 * 23 * 60 + 30)
+
 /* Exported by libcoap 4.3.1 (VER_3) but declared only in its internal header:
  * the one way to drop a server session, which sends a DTLS close_notify. */
 void coap_session_disconnected(coap_session_t *session,
@@ -527,6 +529,10 @@ int srv_coap_setup(const srv_opts_t *o, srv_devices_t *d) {
   ctx = coap_new_context(NULL);
   if (!ctx)
     return -1;
+  /* libcoap closes a server session idle for 300 s by default, but an idle
+   * Electron only pings every 23 minutes (PROTOCOL.md 1.5): keep sessions
+   * for two keep-alive intervals plus the 30 s ping-ACK timeout. */
+  coap_context_set_session_timeout(ctx, SRV_SESSION_IDLE_S);
   memset(&pki, 0, sizeof pki);
   pki.version = COAP_DTLS_PKI_SETUP_VERSION;
   pki.verify_peer_cert = 1;
