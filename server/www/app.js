@@ -25,7 +25,8 @@ const st = {
   events: [], inbox: [],     // events seen, events not yet applied
   dirty: new Set(), fleetDirty: true, eventsDirty: false, orderDirty: true,
   frame: 0, ws: null, wsOpen: false,
-  fetchQ: new Set(), inFlight: 0,
+  fetchHot: new Set(), fetchQ: new Set(), inFlight: 0, // drawn rows first, then the rest
+  chartW: 0, fleetTimer: 0, fullDrawn: 0, fullTimer: 0,
   selected: null, planFor: null,
   thr: new Array(60).fill(0), thrSec: Math.floor(now() / 1000),
   history: [],               // [{t, counts: {release: n}}]
@@ -88,14 +89,26 @@ function markDirty(d) {
   schedule();
 }
 
+// A device's REST view: at once for a row in view or the selected device; the
+// list (loadList) keeps the others' release, safe mode and running job.
+const hot = (d) => !!d && ((!!d.row && d.inView) || d.id === st.selected);
+const rowSeen = new IntersectionObserver((entries) => entries.forEach((e) => {
+  const d = st.devices.get(e.target.dataset.id);
+  if (!d || d.row !== e.target) return;
+  d.inView = e.isIntersecting;
+  if (d.inView && d.rowStale) { d.rowStale = false; d.row.innerHTML = rowHtml(d); }
+  if (d.inView && now() - d.lastFetch > 2000) wantFetch(d.id);
+}));
 function wantFetch(id) {
-  st.fetchQ.add(id);
+  (hot(st.devices.get(id)) ? st.fetchHot : st.fetchQ).add(id);
   pump();
 }
 
 function pump() {
-  while (st.inFlight < FETCH_CONCURRENCY && st.fetchQ.size) {
-    const id = st.fetchQ.values().next().value;
+  while (st.inFlight < FETCH_CONCURRENCY && (st.fetchHot.size || st.fetchQ.size)) {
+    const q = st.fetchHot.size ? st.fetchHot : st.fetchQ;
+    const id = q.values().next().value;
+    q.delete(id);
     st.fetchQ.delete(id);
     st.inFlight++;
     fetchDevice(id).catch(() => {}).finally(() => { st.inFlight--; pump(); });
@@ -110,7 +123,7 @@ async function fetchDevice(id) {
   applyDetail(d, r.body);
 }
 
-const modKey = (m) => m ? (m.f || '?') + '/' + m.n + ' v' + m.v : '?';
+const modKey = (m) => typeof m === 'string' ? m : m ? (m.f || '?') + '/' + m.n + ' v' + m.v : '?';
 
 // Bytes that arrived since the last look count as throughput, except what a
 // device had sent before the page first saw it.
@@ -248,9 +261,11 @@ function applyEvent(ev) {
     d.safe = true;
   }
   markDirty(d);
-  // the event tells what changed; the device's REST view tells the rest
+  // the event tells what changed; the device's REST view tells the rest (for
+  // a drawn row; the list, once a second, for the others)
+  if (d.detail && !hot(d)) return;
   if (now() - d.lastFetch > 300 || name === 'spark/flash/status') wantFetch(id);
-  else setTimeout(() => wantFetch(id), 300);
+  else if (!d.fetchLater) d.fetchLater = setTimeout(() => { d.fetchLater = 0; wantFetch(id); }, 300);
 }
 
 function addThroughput(bytes) {
@@ -268,13 +283,17 @@ function frame() {
   st.frame = 0;
   const inbox = st.inbox; st.inbox = [];
   for (const ev of inbox) applyEvent(ev);
-  if (st.orderDirty) {
+  let full = false;
+  if (st.orderDirty && now() - st.fullDrawn >= 500) { // new devices: a full redraw at most twice a second
     st.order = Array.from(st.devices.keys()).sort();
     st.orderDirty = false;
+    st.fullDrawn = now();
     renderTable(true);
-  } else if (st.dirty.size) {
-    renderTable(false);
+    full = true;
+  } else if (st.orderDirty && !st.fullTimer) {
+    st.fullTimer = setTimeout(() => { st.fullTimer = 0; schedule(); }, 510);
   }
+  if (!full && !st.orderDirty && st.dirty.size) renderTable(false); // else the full redraw comes
   if (st.selected && st.dirty.has(st.selected)) renderDetail();
   st.dirty.clear();
   if (st.eventsDirty) renderEvents(false);
@@ -322,7 +341,8 @@ function renderTable(full) {
   const tb = $('#devices tbody');
   if (full) {
     tb.textContent = '';
-    st.devices.forEach((d) => { d.row = null; });
+    rowSeen.disconnect();
+    st.devices.forEach((d) => { d.row = null; d.inView = false; });
     let shown = 0, match = 0;
     for (const id of st.order) {
       const d = st.devices.get(id);
@@ -336,13 +356,17 @@ function renderTable(full) {
       tb.appendChild(tr);
       d.row = tr;
       shown++;
+      rowSeen.observe(tr);
     }
     $('#dev-more').textContent = match > shown ? `showing ${shown} of ${match} devices: filter to narrow` : `${st.devices.size} devices`;
     return;
   }
-  for (const id of st.dirty) {
+  for (const id of st.dirty) { // rows out of view: drawn when they come into view
     const d = st.devices.get(id);
-    if (d && d.row) d.row.innerHTML = rowHtml(d);
+    if (d && d.row) {
+      if (d.inView) d.row.innerHTML = rowHtml(d);
+      else d.rowStale = true;
+    }
   }
 }
 
@@ -450,7 +474,7 @@ let fleetDrawn = 0;
 
 function counts() {
   const rel = {}, stat = { online: 0, offline: 0, 'safe mode': 0, updating: 0 };
-  let used = 0, est = 0;
+  let used = 0, est = 0, usedEst = 0, nEst = 0;
   const queue = [];
   st.devices.forEach((d) => {
     const r = d.release || '?';
@@ -461,9 +485,9 @@ function counts() {
     if (active.length) stat.updating++;
     if (d.safe || active.length) queue.push({ d, active });
     used += d.used || 0;
-    est += d.estimate || 0;
+    if (d.estimate) { est += d.estimate; usedEst += d.used || 0; nEst++; }
   });
-  return { rel, stat, used, est, queue };
+  return { rel, stat, used, est, usedEst, nEst, queue };
 }
 
 function bars(el, obj) {
@@ -473,7 +497,10 @@ function bars(el, obj) {
 }
 
 function renderFleet() {
-  if (now() - fleetDrawn < 250) { setTimeout(schedule, 260); return; } // at most 4 Hz
+  if (now() - fleetDrawn < 250) { // at most 4 Hz
+    if (!st.fleetTimer) st.fleetTimer = setTimeout(() => { st.fleetTimer = 0; schedule(); }, 260);
+    return;
+  }
   fleetDrawn = now();
   st.fleetDirty = false;
   const c = counts();
@@ -489,7 +516,7 @@ function renderFleet() {
     return `<li class="mono">${esc(d.id.slice(0, 12))}&hellip; ${d.safe ? 'safe mode' : ''} ${j ? esc(modKey(j.module)) + ' ' + esc((j.state || '').toLowerCase()) : 'waiting'}${active.length > 1 ? ' (+' + (active.length - 1) + ' queued)' : ''}</li>`;
   }).join('') + (c.queue.length > 12 ? `<li>&hellip; ${c.queue.length - 12} more</li>` : '') || '<li class="muted">empty</li>';
   $('#data-totals').innerHTML = `<dt>used</dt><dd>${fmtBytes(c.used)}</dd><dt>planned</dt><dd>${fmtBytes(c.est)}</dd>` +
-    `<dt>ratio</dt><dd>${c.est ? Math.round(100 * c.used / c.est) + ' %' : '-'}</dd>`;
+    `<dt>ratio</dt><dd>${c.est ? Math.round(100 * c.usedEst / c.est) + ' %' + (c.nEst < st.devices.size ? ` <span class="muted">(${c.nEst} with an estimate)</span>` : '') : '-'}</dd>`;
   $('#summary').textContent = `${st.devices.size} devices, ${c.stat.online} online, ${c.stat.updating} updating`;
   const seen = new Set(Object.keys(c.rel));
   st.history.forEach((h) => Object.keys(h.counts).forEach((k) => seen.add(k)));
@@ -508,7 +535,9 @@ function sample() { // every second and on a change: releases over time
 
 function drawChart() {
   const cv = $('#chart'), g = cv.getContext('2d');
-  const w = cv.width = cv.clientWidth || 900, h = cv.height;
+  if (!st.chartW) st.chartW = cv.clientWidth || 900; // read once: no forced layout per draw
+  if (cv.width !== st.chartW) cv.width = st.chartW;
+  const w = cv.width, h = cv.height;
   g.clearRect(0, 0, w, h);
   const H = st.history.slice();
   if (!H.length) return;
@@ -543,17 +572,39 @@ function drawSpark() {
 }
 
 // ---- start ----
+// The list carries every device's release, connection, safe mode and running
+// job in brief (docs/PROTOCOL.md): enough for the fleet view of 1,000 devices
+// without one request each. A job the list stops reporting has ended; a drawn
+// row's REST view tells how.
 async function loadList() {
   const r = await api('/v1/devices');
-  if (r.status !== 200 || !Array.isArray(r.body)) return;
+  if (r.status !== 200 || !Array.isArray(r.body)) return false;
+  let busy = false;
   for (const row of r.body) {
     const d = dev(row.id);
+    const before = d.release + '|' + d.safe + '|' + d.connected + '|' + JSON.stringify(row.ota || null);
     d.name = row.name || row.id;
     d.product_id = productOf(row);
     d.connected = !!row.connected;
+    if (row.system_firmware_version) d.release = row.system_firmware_version;
+    if (row.safe_mode != null) d.safe = !!row.safe_mode;
+    const cur = row.ota && row.ota.job != null ? row.ota.job : null;
+    d.jobs.forEach((j) => { // not running any more: the REST view tells how it ended
+      if (!j.ended && j.job !== cur && j.job < (cur == null ? Infinity : cur)) { j.ended = now(); j.state = 'ENDED'; wantFetch(d.id); }
+    });
+    if (row.ota) mergeJob(d, row.ota, true, !d.detail && !d.listed);
+    d.listed = true;
+    busy = busy || !!row.ota || d.safe || (d.connected && !d.release);
     if (!d.detail) wantFetch(row.id);
-    markDirty(d);
+    if (before !== d.release + '|' + d.safe + '|' + d.connected + '|' + JSON.stringify(row.ota || null)) markDirty(d);
   }
+  return busy;
+}
+
+async function listLoop() { // every second while devices update, else every 5 s
+  let busy = true;
+  try { busy = await loadList(); } catch (e) { /* next round */ }
+  setTimeout(listLoop, busy ? 1000 : 5000);
 }
 
 let rr = 0;
@@ -561,8 +612,8 @@ function poll() { // once a second; the event stream says when to look sooner
   const t = now(), ids = st.order;
   st.devices.forEach((d) => {
     const active = Array.from(d.jobs.values()).some((j) => !j.ended);
-    // a job running, safe mode or no release yet: every second
-    if ((active || (d.safe && d.connected) || (d.connected && !d.release)) && t - d.lastFetch > 900) wantFetch(d.id);
+    // a drawn row with a job running, in safe mode or no release yet: every second
+    if (hot(d) && (active || (d.safe && d.connected) || (d.connected && !d.release)) && t - d.lastFetch > 900) wantFetch(d.id);
   });
   // the rest: round robin, at most 20 a second, each at most every 10 s
   for (let n = 0; n < Math.min(20, ids.length); n++) {
@@ -585,7 +636,7 @@ async function start() {
   openStream();
   if (!started) {
     started = true;
-    setInterval(() => { loadList().catch(() => {}); }, 10000);
+    setTimeout(listLoop, 1000);
     setInterval(poll, 1000);
     setInterval(sample, 1000);
     sample();
