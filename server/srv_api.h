@@ -99,7 +99,7 @@ int srv_products_released_app(uint32_t id, char *path, size_t cap,
 
 /* ---- srv_events.c: the in-process event bus ---- */
 
-#define SRV_EVENTS_QUEUE 64       /* per-subscriber queue, oldest dropped */
+#define SRV_EVENTS_QUEUE 4096     /* per-subscriber queue, oldest dropped: a 1,000-device heal bursts thousands */
 #define SRV_EVENTS_KEEPALIVE_S 9u /* comment line / ping at least this often   \
                                    */
 #define SRV_EVENTS_DEFAULT_TTL 60

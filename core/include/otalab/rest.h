@@ -81,7 +81,7 @@ int ota_evfilter_match(const ota_evfilter_t *f, const ota_event_t *ev);
 
 /* ---- bounded FIFO of caller-owned pointers, dropping the oldest ---- */
 
-#define OTA_EVQ_MAX 256
+#define OTA_EVQ_MAX 8192
 
 typedef struct {
   void *items[OTA_EVQ_MAX];
