@@ -99,9 +99,12 @@ int srv_products_released_app(uint32_t id, char *path, size_t cap,
 
 /* ---- srv_events.c: the in-process event bus ---- */
 
-#define SRV_EVENTS_QUEUE 4096     /* per-subscriber queue, oldest dropped: a 1,000-device heal bursts thousands */
-#define SRV_EVENTS_KEEPALIVE_S 9u /* comment line / ping at least this often   \
-                                   */
+#define SRV_EVENTS_QUEUE                                                       \
+  4096 /* per-subscriber queue, oldest dropped: a 1,000-device heal bursts     \
+          thousands */
+#define SRV_EVENTS_KEEPALIVE_S                                                 \
+  9u /* comment line / ping at least this often                                \
+      */
 #define SRV_EVENTS_DEFAULT_TTL 60
 
 struct lws;
@@ -148,5 +151,8 @@ const struct lws_protocols *
 srv_api_protocols(const struct lws_protocols *inner);
 /* Free everything; safe twice. */
 void srv_api_free(void);
+
+/* A decimal id 1..2^32-1 in s[0..n) (no sign, no spaces): 0 or -1. */
+int srv_parse_u32(const char *s, size_t n, uint32_t *out);
 
 #endif

@@ -16,27 +16,12 @@
 static const char *opt_products[MAX_OPTS];
 static size_t n_products;
 
-static int parse_u32(const char *s, size_t n, uint32_t *out) {
-  unsigned long long v = 0;
-  if (!n || n > 10)
-    return -1;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return -1;
-    v = v * 10 + (unsigned)(s[i] - '0');
-  }
-  if (!v || v > 0xFFFFFFFFull)
-    return -1;
-  *out = (uint32_t)v;
-  return 0;
-}
-
 int srv_products_option(const char *a, const char *v) {
   if (strcmp(a, "--product"))
     return 0;
   const char *c = v ? strchr(v, ':') : NULL;
   uint32_t id;
-  if (!c || !c[1] || parse_u32(v, (size_t)(c - v), &id)) {
+  if (!c || !c[1] || srv_parse_u32(v, (size_t)(c - v), &id)) {
     fprintf(stderr, "otalab-server: --product needs ID:NAME (ID > 0)\n");
     return -1;
   }
@@ -50,7 +35,7 @@ int srv_products_setup(void) {
   for (size_t i = 0; i < n_products; i++) {
     const char *c = strchr(opt_products[i], ':');
     uint32_t id = 0;
-    parse_u32(opt_products[i], (size_t)(c - opt_products[i]), &id);
+    srv_parse_u32(opt_products[i], (size_t)(c - opt_products[i]), &id);
     int err = srv_products_create(id, c + 1);
     if (err && err != OTA_EEXIST)
       return err;

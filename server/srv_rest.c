@@ -105,7 +105,7 @@ static char *err_json(api_pss_t *p, unsigned code, const char *err,
   return dumps(o);
 }
 
-static int parse_u32(const char *s, size_t n, uint32_t *out) {
+int srv_parse_u32(const char *s, size_t n, uint32_t *out) {
   unsigned long long v = 0;
   if (!n || n > 10)
     return -1;
@@ -128,7 +128,7 @@ static long long get_uint(json_t *o, const char *key) {
   if (json_is_integer(v))
     return json_integer_value(v) > 0 ? json_integer_value(v) : -1;
   const char *s = json_string_value(v);
-  if (s && !parse_u32(s, strlen(s), &u))
+  if (s && !srv_parse_u32(s, strlen(s), &u))
     return u;
   return -1;
 }
@@ -166,7 +166,7 @@ static route_t route_of(const char *m, const char *path, uint32_t *product) {
   const char *id = path + 13, *rest = strchr(id, '/');
   if (!rest)
     rest = id + strlen(id);
-  if (parse_u32(id, (size_t)(rest - id), product))
+  if (srv_parse_u32(id, (size_t)(rest - id), product))
     return R_NONE;
   if (!*rest || !strcmp(rest, "/"))
     return get ? R_PRODUCT_GET : R_NONE;
@@ -352,7 +352,7 @@ static char *h_fw_post(api_pss_t *p) {
   const ota_multipart_part_t *ver = ota_multipart_find(&mp, "version");
   const ota_multipart_part_t *tit = ota_multipart_find(&mp, "title");
   uint32_t v = 0;
-  if (!bin || !ver || parse_u32((const char *)ver->data, ver->len, &v))
+  if (!bin || !ver || srv_parse_u32((const char *)ver->data, ver->len, &v))
     return err_json(p, 400, "invalid_request",
                     "Parts binary and version (a number) are required.");
   char title[256] = "";

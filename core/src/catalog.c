@@ -11,19 +11,6 @@
 
 #include "otalab/err.h"
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 void ota_catalog_init(ota_catalog_t *cat) {
   if (cat)
     memset(cat, 0, sizeof *cat);
@@ -117,34 +104,35 @@ static int parse_module(json_t *jm, const char *rel, ota_cat_module_t *m,
 
   memset(m, 0, sizeof *m);
   if (!file || copy_str(m->file, sizeof m->file, file))
-    return fail(err, errlen, OTA_EPARSE,
-                "release %s: a module has no usable \"file\"", rel);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s: a module has no usable \"file\"", rel);
   rc = parse_ref(jm, &m->id);
   if (rc == OTA_EFUNC)
-    return fail(err, errlen, rc, "release %s, module %s: unknown function", rel,
-                file);
+    return ota_errf(err, errlen, rc, "release %s, module %s: unknown function",
+                    rel, file);
   if (rc)
-    return fail(err, errlen, rc, "release %s, module %s: bad \"n\" or \"v\"",
-                rel, file);
+    return ota_errf(err, errlen, rc,
+                    "release %s, module %s: bad \"n\" or \"v\"", rel, file);
   if (m->id.func != OTA_FN_SYSTEM && m->id.func != OTA_FN_BOOTLOADER)
-    return fail(err, errlen, OTA_EFUNC,
-                "release %s, module %s: function '%c' is not a system part "
-                "or bootloader",
-                rel, file, ota_fn_letter(m->id.func));
+    return ota_errf(err, errlen, OTA_EFUNC,
+                    "release %s, module %s: function '%c' is not a system part "
+                    "or bootloader",
+                    rel, file, ota_fn_letter(m->id.func));
   if (size < 0)
-    return fail(err, errlen, OTA_EPARSE, "release %s, module %s: bad \"size\"",
-                rel, file);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s, module %s: bad \"size\"", rel, file);
   if ((unsigned long)size > OTA_STAGING_SIZE)
-    return fail(err, errlen, OTA_ETOOBIG,
-                "release %s, module %s: %ld bytes > the %u-byte OTA staging "
-                "area",
-                rel, file, size, OTA_STAGING_SIZE);
+    return ota_errf(
+        err, errlen, OTA_ETOOBIG,
+        "release %s, module %s: %ld bytes > the %u-byte OTA staging "
+        "area",
+        rel, file, size, OTA_STAGING_SIZE);
   if (m->id.func == OTA_FN_BOOTLOADER &&
       (unsigned long)size > OTA_SLOT_BOOTLOADER_SIZE)
-    return fail(err, errlen, OTA_ETOOBIG,
-                "release %s, module %s: %ld bytes > the %u-byte bootloader "
-                "slot",
-                rel, file, size, OTA_SLOT_BOOTLOADER_SIZE);
+    return ota_errf(err, errlen, OTA_ETOOBIG,
+                    "release %s, module %s: %ld bytes > the %u-byte bootloader "
+                    "slot",
+                    rel, file, size, OTA_SLOT_BOOTLOADER_SIZE);
   m->size = (uint32_t)size;
   m->start_addr = slot_addr(&m->id);
   if (json_is_string(addr)) {
@@ -153,28 +141,30 @@ static int parse_module(json_t *jm, const char *rel, ota_cat_module_t *m,
     m->start_addr = (uint32_t)json_integer_value(addr);
   }
   if (m->start_addr != slot_addr(&m->id))
-    return fail(err, errlen, OTA_EADDR,
-                "release %s, module %s: address 0x%08x is not the slot of "
-                "%c/%u",
-                rel, file, (unsigned)m->start_addr, ota_fn_letter(m->id.func),
-                m->id.index);
+    return ota_errf(err, errlen, OTA_EADDR,
+                    "release %s, module %s: address 0x%08x is not the slot of "
+                    "%c/%u",
+                    rel, file, (unsigned)m->start_addr,
+                    ota_fn_letter(m->id.func), m->id.index);
   if (deps && !json_is_array(deps))
-    return fail(err, errlen, OTA_EPARSE,
-                "release %s, module %s: \"deps\" is not an array", rel, file);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s, module %s: \"deps\" is not an array", rel,
+                    file);
   if (json_array_size(deps) > 2)
-    return fail(err, errlen, OTA_EDEP,
-                "release %s, module %s: more than two dependencies", rel, file);
+    return ota_errf(err, errlen, OTA_EDEP,
+                    "release %s, module %s: more than two dependencies", rel,
+                    file);
   for (size_t i = 0; i < json_array_size(deps); i++) {
     rc = parse_ref(json_array_get(deps, i), &m->deps[i]);
     if (rc == OTA_EFUNC || (!rc && m->deps[i].func == OTA_FN_NONE))
-      return fail(err, errlen, OTA_EFUNC,
-                  "release %s, module %s: dependency %zu has an unknown "
-                  "function",
-                  rel, file, i + 1);
+      return ota_errf(err, errlen, OTA_EFUNC,
+                      "release %s, module %s: dependency %zu has an unknown "
+                      "function",
+                      rel, file, i + 1);
     if (rc)
-      return fail(err, errlen, rc,
-                  "release %s, module %s: dependency %zu is malformed", rel,
-                  file, i + 1);
+      return ota_errf(err, errlen, rc,
+                      "release %s, module %s: dependency %zu is malformed", rel,
+                      file, i + 1);
   }
   if (!src)
     src = "assumed";
@@ -191,10 +181,10 @@ static int parse_behaviour(json_t *jb, const char *rel, ota_cat_behaviour_t *b,
   long flags = get_int(jb, "hello_flags", 0, 255);
   memset(b, 0, sizeof *b);
   if (!json_is_object(jb) || !d || !r || !u || flags < 0)
-    return fail(err, errlen, OTA_EPARSE,
-                "release %s: \"behaviour\" needs hello_flags, describe, "
-                "refusal_code, updone",
-                rel);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s: \"behaviour\" needs hello_flags, describe, "
+                    "refusal_code, updone",
+                    rel);
   b->hello_flags = (uint8_t)flags;
   if (!strcmp(d, "ack"))
     b->describe = OTA_DESCRIBE_ACK;
@@ -203,15 +193,15 @@ static int parse_behaviour(json_t *jb, const char *rel, ota_cat_behaviour_t *b,
   else if (!strcmp(d, "post"))
     b->describe = OTA_DESCRIBE_POST;
   else
-    return fail(err, errlen, OTA_EPARSE, "release %s: describe form '%s'?", rel,
-                d);
+    return ota_errf(err, errlen, OTA_EPARSE, "release %s: describe form '%s'?",
+                    rel, d);
   if (!strcmp(r, "4.00"))
     b->refusal_code = 0x80;
   else if (!strcmp(r, "5.03"))
     b->refusal_code = 0xA3;
   else
-    return fail(err, errlen, OTA_EPARSE, "release %s: refusal code '%s'?", rel,
-                r);
+    return ota_errf(err, errlen, OTA_EPARSE, "release %s: refusal code '%s'?",
+                    rel, r);
   if (!strcmp(u, "none"))
     b->updone = OTA_UPDONE_NONE;
   else if (!strcmp(u, "json"))
@@ -219,8 +209,8 @@ static int parse_behaviour(json_t *jb, const char *rel, ota_cat_behaviour_t *b,
   else if (!strcmp(u, "int"))
     b->updone = OTA_UPDONE_INT;
   else
-    return fail(err, errlen, OTA_EPARSE, "release %s: updone form '%s'?", rel,
-                u);
+    return ota_errf(err, errlen, OTA_EPARSE, "release %s: updone form '%s'?",
+                    rel, u);
   b->device_sends_updone =
       json_is_true(json_object_get(jb, "device_sends_updone"));
   b->move_session = json_is_true(json_object_get(jb, "move_session"));
@@ -243,21 +233,22 @@ static int parse_release(json_t *jr, ota_cat_release_t *r, char *err,
   if (!name || copy_str(r->name, sizeof r->name, name) ||
       parse_semver(name, &r->major, &r->minor, &r->patch, r->pre,
                    sizeof r->pre))
-    return fail(err, errlen, OTA_EPARSE, "a release has no valid \"name\"%s%s",
-                name ? ": " : "", name ? name : "");
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "a release has no valid \"name\"%s%s", name ? ": " : "",
+                    name ? name : "");
   if (sv < 0 || bv < 0 || parts < 0)
-    return fail(err, errlen, OTA_EPARSE,
-                "release %s: needs system_version, bootloader_version and "
-                "parts (2 or 3)",
-                name);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s: needs system_version, bootloader_version and "
+                    "parts (2 or 3)",
+                    name);
   r->system_version = (uint16_t)sv;
   r->bootloader_version = (uint16_t)bv;
   r->nparts = (int)parts;
   if (!json_is_array(mods) || json_array_size(mods) == 0 ||
       json_array_size(mods) > OTA_CAT_MAX_MODULES)
-    return fail(err, errlen, OTA_EPARSE,
-                "release %s: \"modules\" must list 1..%d modules", name,
-                OTA_CAT_MAX_MODULES);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s: \"modules\" must list 1..%d modules", name,
+                    OTA_CAT_MAX_MODULES);
   for (size_t i = 0; i < json_array_size(mods); i++) {
     ota_cat_module_t m;
     rc = parse_module(json_array_get(mods, i), name, &m, err, errlen);
@@ -265,26 +256,27 @@ static int parse_release(json_t *jr, ota_cat_release_t *r, char *err,
       return rc;
     for (int k = 0; k < nsys; k++)
       if (sys[k].id.func == m.id.func && sys[k].id.index == m.id.index)
-        return fail(err, errlen, OTA_EEXIST,
-                    "release %s: module %c/%u listed twice", name,
-                    ota_fn_letter(m.id.func), m.id.index);
+        return ota_errf(err, errlen, OTA_EEXIST,
+                        "release %s: module %c/%u listed twice", name,
+                        ota_fn_letter(m.id.func), m.id.index);
     if (m.id.func == OTA_FN_BOOTLOADER) {
       if (nboot++)
-        return fail(err, errlen, OTA_EEXIST,
-                    "release %s: bootloader listed twice", name);
+        return ota_errf(err, errlen, OTA_EEXIST,
+                        "release %s: bootloader listed twice", name);
       boot = m;
     } else {
       if (m.id.version != r->system_version)
-        return fail(err, errlen, OTA_EPARSE,
-                    "release %s, module %s: version %u != system_version %u",
-                    name, m.file, m.id.version, r->system_version);
+        return ota_errf(
+            err, errlen, OTA_EPARSE,
+            "release %s, module %s: version %u != system_version %u", name,
+            m.file, m.id.version, r->system_version);
       sys[nsys++] = m;
     }
   }
   if (nsys != r->nparts)
-    return fail(err, errlen, OTA_EPARSE,
-                "release %s: %d system parts listed, \"parts\" says %d", name,
-                nsys, r->nparts);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "release %s: %d system parts listed, \"parts\" says %d",
+                    name, nsys, r->nparts);
   for (int k = 0; k < nsys; k++)
     r->modules[r->nmodules++] = sys[k];
   if (nboot)
@@ -312,20 +304,20 @@ static int parse_link(json_t *jl, size_t i, ota_link_profile_t *l, char *err,
   json_t *loss = json_object_get(jl, "loss");
   memset(l, 0, sizeof *l);
   if (!name || copy_str(l->name, sizeof l->name, name))
-    return fail(err, errlen, OTA_EPARSE, "link %zu: no usable \"name\"", i);
+    return ota_errf(err, errlen, OTA_EPARSE, "link %zu: no usable \"name\"", i);
   if (!json_is_number(down) || !json_is_number(up) || !json_is_number(rtt) ||
       !json_is_number(loss))
-    return fail(err, errlen, OTA_EPARSE,
-                "link %s: needs down_bps, up_bps, rtt_ms, loss", name);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "link %s: needs down_bps, up_bps, rtt_ms, loss", name);
   l->down_bps = json_number_value(down);
   l->up_bps = json_number_value(up);
   l->rtt_ms = json_number_value(rtt);
   l->loss = json_number_value(loss);
   if (l->down_bps <= 0 || l->up_bps <= 0 || l->rtt_ms < 0 || l->loss < 0 ||
       l->loss >= 1)
-    return fail(err, errlen, OTA_EPARSE,
-                "link %s: bandwidths must be > 0, rtt >= 0, 0 <= loss < 1",
-                name);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "link %s: bandwidths must be > 0, rtt >= 0, 0 <= loss < 1",
+                    name);
   snprintf(l->assumption, sizeof l->assumption, "%s", as ? as : "assumed");
   return 0;
 }
@@ -342,30 +334,32 @@ int ota_catalog_load_json(ota_catalog_t *cat, const char *json, size_t len,
   int rc = 0;
 
   if (!cat || !json)
-    return fail(err, errlen, OTA_EINVAL, "no catalogue");
+    return ota_errf(err, errlen, OTA_EINVAL, "no catalogue");
   ota_catalog_free(cat);
   root = json_loadb(json, len, 0, &jerr);
   if (!root)
-    return fail(err, errlen, OTA_EPARSE, "catalogue JSON, line %d: %s",
-                jerr.line, jerr.text);
+    return ota_errf(err, errlen, OTA_EPARSE, "catalogue JSON, line %d: %s",
+                    jerr.line, jerr.text);
   if (!json_is_object(root)) {
-    rc = fail(err, errlen, OTA_EPARSE, "catalogue is not a JSON object");
+    rc = ota_errf(err, errlen, OTA_EPARSE, "catalogue is not a JSON object");
     goto out;
   }
   json_t *plat = json_object_get(root, "platform");
   if (plat && json_integer_value(plat) != OTA_PLATFORM_ELECTRON) {
-    rc = fail(err, errlen, OTA_EPLATFORM, "catalogue platform %lld is not %d",
-              (long long)json_integer_value(plat), OTA_PLATFORM_ELECTRON);
+    rc = ota_errf(err, errlen, OTA_EPLATFORM,
+                  "catalogue platform %lld is not %d",
+                  (long long)json_integer_value(plat), OTA_PLATFORM_ELECTRON);
     goto out;
   }
   rels = json_object_get(root, "releases");
   if (!json_is_array(rels) || json_array_size(rels) == 0) {
-    rc = fail(err, errlen, OTA_EPARSE, "catalogue has no \"releases\" array");
+    rc = ota_errf(err, errlen, OTA_EPARSE,
+                  "catalogue has no \"releases\" array");
     goto out;
   }
   cat->releases = calloc(json_array_size(rels), sizeof *cat->releases);
   if (!cat->releases) {
-    rc = fail(err, errlen, OTA_ENOMEM, "out of memory");
+    rc = ota_errf(err, errlen, OTA_ENOMEM, "out of memory");
     goto out;
   }
   for (size_t i = 0; i < json_array_size(rels); i++) {
@@ -376,9 +370,9 @@ int ota_catalog_load_json(ota_catalog_t *cat, const char *json, size_t len,
     for (size_t k = 0; k < i; k++) {
       if (!strcmp(cat->releases[k].name, r->name) ||
           cat->releases[k].system_version == r->system_version) {
-        rc = fail(err, errlen, OTA_EEXIST,
-                  "release %s: duplicate of %s (name or system version %u)",
-                  r->name, cat->releases[k].name, r->system_version);
+        rc = ota_errf(err, errlen, OTA_EEXIST,
+                      "release %s: duplicate of %s (name or system version %u)",
+                      r->name, cat->releases[k].name, r->system_version);
         goto out;
       }
     }
@@ -388,13 +382,13 @@ int ota_catalog_load_json(ota_catalog_t *cat, const char *json, size_t len,
 
   links = json_object_get(root, "links");
   if (links && !json_is_array(links)) {
-    rc = fail(err, errlen, OTA_EPARSE, "\"links\" is not an array");
+    rc = ota_errf(err, errlen, OTA_EPARSE, "\"links\" is not an array");
     goto out;
   }
   if (json_array_size(links)) {
     cat->links = calloc(json_array_size(links), sizeof *cat->links);
     if (!cat->links) {
-      rc = fail(err, errlen, OTA_ENOMEM, "out of memory");
+      rc = ota_errf(err, errlen, OTA_ENOMEM, "out of memory");
       goto out;
     }
   }
@@ -404,8 +398,8 @@ int ota_catalog_load_json(ota_catalog_t *cat, const char *json, size_t len,
       goto out;
     for (size_t k = 0; k < i; k++)
       if (!strcmp(cat->links[k].name, cat->links[i].name)) {
-        rc = fail(err, errlen, OTA_EEXIST, "link %s listed twice",
-                  cat->links[i].name);
+        rc = ota_errf(err, errlen, OTA_EEXIST, "link %s listed twice",
+                      cat->links[i].name);
         goto out;
       }
     cat->nlinks++;
@@ -417,13 +411,14 @@ int ota_catalog_load_json(ota_catalog_t *cat, const char *json, size_t len,
     long below = get_int(ss, "below_module_version", 0, 65535);
     if (!sr || below < 0 ||
         copy_str(cat->stepping_stone, sizeof cat->stepping_stone, sr)) {
-      rc = fail(err, errlen, OTA_EPARSE,
-                "\"stepping_stone\" needs release and below_module_version");
+      rc =
+          ota_errf(err, errlen, OTA_EPARSE,
+                   "\"stepping_stone\" needs release and below_module_version");
       goto out;
     }
     if (!ota_catalog_find(cat, sr)) {
-      rc = fail(err, errlen, OTA_ERELEASE,
-                "stepping_stone: release %s is not in the catalogue", sr);
+      rc = ota_errf(err, errlen, OTA_ERELEASE,
+                    "stepping_stone: release %s is not in the catalogue", sr);
       goto out;
     }
     cat->stepping_stone_min = (uint16_t)below;
@@ -442,23 +437,23 @@ int ota_catalog_load_file(ota_catalog_t *cat, const char *path, char *err,
   long n;
   int rc;
   if (!cat || !path)
-    return fail(err, errlen, OTA_EINVAL, "no catalogue path");
+    return ota_errf(err, errlen, OTA_EINVAL, "no catalogue path");
   f = fopen(path, "rb");
   if (!f)
-    return fail(err, errlen, OTA_ENOENT, "%s: cannot open", path);
+    return ota_errf(err, errlen, OTA_ENOENT, "%s: cannot open", path);
   if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
     fclose(f);
-    return fail(err, errlen, OTA_EIO, "%s: cannot read", path);
+    return ota_errf(err, errlen, OTA_EIO, "%s: cannot read", path);
   }
   buf = malloc((size_t)n + 1);
   if (!buf) {
     fclose(f);
-    return fail(err, errlen, OTA_ENOMEM, "out of memory");
+    return ota_errf(err, errlen, OTA_ENOMEM, "out of memory");
   }
   if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
     free(buf);
     fclose(f);
-    return fail(err, errlen, OTA_EIO, "%s: short read", path);
+    return ota_errf(err, errlen, OTA_EIO, "%s: short read", path);
   }
   fclose(f);
   rc = ota_catalog_load_json(cat, buf, (size_t)n, err, errlen);

@@ -1,6 +1,9 @@
 /* Error code table lookups (see err.h). */
 #include "otalab/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *ota_strerror(int err) {
   switch (err) {
 #define OTA_ERR_CASE(name, value, msg)                                         \
@@ -21,4 +24,14 @@ const char *ota_strerror_name(int err) {
 #undef OTA_ERR_CASE
   }
   return "OTA_E?";
+}
+
+int ota_errf(char *err, size_t errlen, int code, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
 }

@@ -51,18 +51,6 @@ void ota_link_cfg_from_profile(ota_link_cfg_t *cfg,
 
 /* ---- parsing ------------------------------------------------------------ */
 
-static int perr(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int perr(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* A non-negative number, optionally followed by k (1e3) or M (1e6) when
  * `suffix` is set, and nothing else. */
 static int num(const char *s, int suffix, double *out) {
@@ -96,8 +84,8 @@ static int pair(char *s, char sep, int suffix_a, double *a, double *b) {
 static int set_key(ota_link_cfg_t *cfg, char *kv, char *err, size_t errlen) {
   char *eq = strchr(kv, '=');
   if (!eq || eq == kv)
-    return perr(err, errlen, OTA_EPARSE, "link option '%s': want KEY=VALUE",
-                kv);
+    return ota_errf(err, errlen, OTA_EPARSE, "link option '%s': want KEY=VALUE",
+                    kv);
   *eq = 0;
   const char *key = kv, *val = eq + 1;
   double v = 0, w = 0;
@@ -128,8 +116,8 @@ static int set_key(ota_link_cfg_t *cfg, char *kv, char *err, size_t errlen) {
                         : &cfg->reorder) = v;
     if (bad) {
       *eq = '=';
-      return perr(err, errlen, OTA_EPARSE,
-                  "link option '%s': want a probability 0..1", kv);
+      return ota_errf(err, errlen, OTA_EPARSE,
+                      "link option '%s': want a probability 0..1", kv);
     }
   } else if (!strcmp(key, "outage")) {
     char tmp[64];
@@ -137,8 +125,8 @@ static int set_key(ota_link_cfg_t *cfg, char *kv, char *err, size_t errlen) {
     bad = pair(tmp, '+', 0, &v, &w) || w < 1;
     if (bad) {
       *eq = '=';
-      return perr(err, errlen, OTA_EPARSE,
-                  "link option '%s': want outage=START_MS+DURATION_MS", kv);
+      return ota_errf(err, errlen, OTA_EPARSE,
+                      "link option '%s': want outage=START_MS+DURATION_MS", kv);
     }
     cfg->outage_start_ms = (uint64_t)v;
     cfg->outage_end_ms = (uint64_t)v + (uint64_t)w;
@@ -148,22 +136,24 @@ static int set_key(ota_link_cfg_t *cfg, char *kv, char *err, size_t errlen) {
     bad = pair(tmp, ':', 1, &v, &w) || v < 1 || w < 1;
     if (bad) {
       *eq = '=';
-      return perr(err, errlen, OTA_EPARSE,
-                  "link option '%s': want outage-after=BYTES:DURATION_MS", kv);
+      return ota_errf(err, errlen, OTA_EPARSE,
+                      "link option '%s': want outage-after=BYTES:DURATION_MS",
+                      kv);
     }
     cfg->outage_after_bytes = (uint64_t)v;
     cfg->outage_after_ms = (uint64_t)w;
   } else {
     *eq = '=';
-    return perr(err, errlen, OTA_EPARSE,
-                "link option '%s': unknown key (down up rtt jitter loss dup "
-                "reorder reorder-ms queue overhead outage outage-after)",
-                kv);
+    return ota_errf(
+        err, errlen, OTA_EPARSE,
+        "link option '%s': unknown key (down up rtt jitter loss dup "
+        "reorder reorder-ms queue overhead outage outage-after)",
+        kv);
   }
   if (bad) {
     *eq = '=';
-    return perr(err, errlen, OTA_EPARSE,
-                "link option '%s': want a non-negative number", kv);
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "link option '%s': want a non-negative number", kv);
   }
   return 0;
 }
@@ -175,10 +165,10 @@ int ota_link_parse(const char *spec, const ota_catalog_t *cat,
     err[0] = 0;
   ota_link_cfg_init(cfg);
   if (!spec || !*spec)
-    return perr(err, errlen, OTA_EPARSE, "empty link spec");
+    return ota_errf(err, errlen, OTA_EPARSE, "empty link spec");
   if (strlen(spec) >= sizeof(buf))
-    return perr(err, errlen, OTA_EPARSE, "link spec longer than %zu bytes",
-                sizeof(buf) - 1);
+    return ota_errf(err, errlen, OTA_EPARSE, "link spec longer than %zu bytes",
+                    sizeof(buf) - 1);
   memcpy(buf, spec, strlen(spec) + 1);
 
   char *rest = strchr(buf, ',');
@@ -194,13 +184,15 @@ int ota_link_parse(const char *spec, const ota_catalog_t *cat,
     if (rc)
       return rc;
   } else if (!strcmp(head, "custom")) {
-    return perr(err, errlen, OTA_EPARSE,
-                "link spec 'custom' needs options: custom:down=40k,up=20k,...");
+    return ota_errf(
+        err, errlen, OTA_EPARSE,
+        "link spec 'custom' needs options: custom:down=40k,up=20k,...");
   } else if (!strcmp(head, "ideal")) {
     /* cfg_init is the ideal link */
   } else if (!*head || strchr(head, '=')) {
-    return perr(err, errlen, OTA_EPARSE,
-                "link spec '%s': start with a profile name or custom:", spec);
+    return ota_errf(
+        err, errlen, OTA_EPARSE,
+        "link spec '%s': start with a profile name or custom:", spec);
   } else {
     const ota_link_profile_t *p = cat ? ota_catalog_link(cat, head) : NULL;
     if (!p) {
@@ -210,9 +202,9 @@ int ota_link_parse(const char *spec, const ota_catalog_t *cat,
         snprintf(names + l, sizeof(names) - l, "%s%s", i ? " " : "",
                  cat->links[i].name);
       }
-      return perr(err, errlen, OTA_ENOENT,
-                  "unknown link profile '%s' (known: %s custom: ideal)", head,
-                  cat ? names : "no catalogue loaded;");
+      return ota_errf(err, errlen, OTA_ENOENT,
+                      "unknown link profile '%s' (known: %s custom: ideal)",
+                      head, cat ? names : "no catalogue loaded;");
     }
     ota_link_cfg_from_profile(cfg, p);
   }
@@ -222,15 +214,15 @@ int ota_link_parse(const char *spec, const ota_catalog_t *cat,
     if (rest)
       *rest++ = 0;
     if (!*kv)
-      return perr(err, errlen, OTA_EPARSE, "link spec '%s': empty option",
-                  spec);
+      return ota_errf(err, errlen, OTA_EPARSE, "link spec '%s': empty option",
+                      spec);
     int rc = set_key(cfg, kv, err, errlen);
     if (rc)
       return rc;
   }
   if (custom && (cfg->bps[0] <= 0 || cfg->bps[1] <= 0))
-    return perr(err, errlen, OTA_EPARSE,
-                "custom link needs down= and up= (bits/s, > 0)");
+    return ota_errf(err, errlen, OTA_EPARSE,
+                    "custom link needs down= and up= (bits/s, > 0)");
   return 0;
 }
 

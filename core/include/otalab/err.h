@@ -1,7 +1,10 @@
-/* otalab error codes: one table for every module of core/, server, device-sim and cli.
- * Functions return 0 or a negative OTA_E* value; ota_strerror() names it. */
+/* otalab error codes: one table for every module of core/, server, device-sim
+ * and cli. Functions return 0 or a negative OTA_E* value; ota_strerror() names
+ * it. */
 #ifndef OTALAB_ERR_H
 #define OTALAB_ERR_H
+
+#include <stddef.h>
 
 /* X(name, value, message). Append new codes at the end; never renumber. */
 #define OTA_ERRORS(X)                                                          \
@@ -45,5 +48,10 @@ typedef enum {
 const char *ota_strerror(int err);
 /* Symbolic name of an error code, e.g. "OTA_ECRC" (never NULL). */
 const char *ota_strerror_name(int err);
+
+/* Format a message into err[0..errlen) (if err is non-NULL and errlen > 0)
+ * and return `code`: the one-liner for "fail with a reason" in parsers. */
+int ota_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif
