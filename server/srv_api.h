@@ -152,6 +152,11 @@ srv_api_protocols(const struct lws_protocols *inner);
 /* Free everything; safe twice. */
 void srv_api_free(void);
 
+/* Grow *buf (malloc'd, capacity *cap) to hold at least `need` bytes: doubling
+ * from `first` (or the current capacity). Contents kept. 0 or OTA_ENOMEM (the
+ * old buffer is then left as it was). */
+int srv_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t first);
+
 /* A decimal id 1..2^32-1 in s[0..n) (no sign, no spaces): 0 or -1. */
 int srv_parse_u32(const char *s, size_t n, uint32_t *out);
 

@@ -386,16 +386,8 @@ static int body_chunked(struct lws *wsi, pss_t *pss, const void *in,
     return 0;
   uint8_t *dst = NULL;
   if (!pss->too_big) {
-    if (pss->in_len + len > pss->in_cap) {
-      size_t cap = pss->in_cap ? pss->in_cap : 64 * 1024;
-      while (cap < pss->in_len + len)
-        cap *= 2;
-      uint8_t *p = realloc(pss->in, cap);
-      if (!p)
-        return -1;
-      pss->in = p;
-      pss->in_cap = cap;
-    }
+    if (srv_buf_reserve(&pss->in, &pss->in_cap, pss->in_len + len, 64 * 1024))
+      return -1;
     dst = pss->in + pss->in_len;
   }
   size_t n = 0;
@@ -463,16 +455,8 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason,
       pss->in_len = pss->in_cap = 0;
       return 0;
     }
-    if (pss->in_len + len > pss->in_cap) {
-      size_t cap = pss->in_cap ? pss->in_cap : 64 * 1024;
-      while (cap < pss->in_len + len)
-        cap *= 2;
-      uint8_t *p = realloc(pss->in, cap);
-      if (!p)
-        return -1;
-      pss->in = p;
-      pss->in_cap = cap;
-    }
+    if (srv_buf_reserve(&pss->in, &pss->in_cap, pss->in_len + len, 64 * 1024))
+      return -1;
     memcpy(pss->in + pss->in_len, in, len);
     pss->in_len += len;
     return 0;

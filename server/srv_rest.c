@@ -105,6 +105,20 @@ static char *err_json(api_pss_t *p, unsigned code, const char *err,
   return dumps(o);
 }
 
+int srv_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t first) {
+  if (need <= *cap)
+    return 0;
+  size_t c = *cap ? *cap : first;
+  while (c < need)
+    c *= 2;
+  uint8_t *p = realloc(*buf, c);
+  if (!p)
+    return OTA_ENOMEM;
+  *buf = p;
+  *cap = c;
+  return 0;
+}
+
 int srv_parse_u32(const char *s, size_t n, uint32_t *out) {
   unsigned long long v = 0;
   if (!n || n > 10)
@@ -543,16 +557,8 @@ static int body_chunked(struct lws *wsi, api_pss_t *p, const void *in,
                         size_t len) {
   uint8_t *dst = NULL;
   if (!p->too_big) {
-    if (p->in_len + len + 1 > p->in_cap) {
-      size_t cap = p->in_cap ? p->in_cap : 16 * 1024;
-      while (cap < p->in_len + len + 1)
-        cap *= 2;
-      uint8_t *q = realloc(p->in, cap);
-      if (!q)
-        return -1;
-      p->in = q;
-      p->in_cap = cap;
-    }
+    if (srv_buf_reserve(&p->in, &p->in_cap, p->in_len + len + 1, 16 * 1024))
+      return -1; /* + 1: room for a NUL after form/JSON bodies */
     dst = p->in + p->in_len;
   }
   size_t n = 0;
@@ -656,16 +662,8 @@ static int cb_api(struct lws *wsi, enum lws_callback_reasons reason, void *user,
       p->in_len = p->in_cap = 0;
       return 0;
     }
-    if (p->in_len + len + 1 > p->in_cap) {
-      size_t cap = p->in_cap ? p->in_cap : 16 * 1024;
-      while (cap < p->in_len + len + 1)
-        cap *= 2;
-      uint8_t *q = realloc(p->in, cap);
-      if (!q)
-        return -1;
-      p->in = q;
-      p->in_cap = cap;
-    }
+    if (srv_buf_reserve(&p->in, &p->in_cap, p->in_len + len + 1, 16 * 1024))
+      return -1; /* + 1: room for a NUL after form/JSON bodies */
     memcpy(p->in + p->in_len, in, len);
     p->in_len += len;
     p->in[p->in_len] = 0;
