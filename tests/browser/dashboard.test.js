@@ -120,7 +120,11 @@ async function main() {
     await page.waitForSelector('#conn.on', { timeout: 10000 });
     ok('logged in with the token; event stream live');
 
-    run('a', DEVICE, devArgs(A).concat(['--release', '0.6.1', '--app', path.join(T, 'app062.bin')]));
+    // A 3G link (no loss) makes the heal last seconds, as on a cellular device:
+    // on bare loopback it ends within a second, before the page's once-a-second
+    // fleet poll can show the safe-mode state this test watches.
+    run('a', DEVICE, devArgs(A).concat(['--release', '0.6.1', '--app', path.join(T, 'app062.bin'),
+      '--link', '3g,loss=0', '--seed', '1']));
     const row = `#devices tr[data-id="${A}"]`;
     await page.waitForSelector(`${row} td.release:text-is("0.6.1")`, { timeout: 30000 });
     await page.waitForSelector(`${row} td.safe .pill.safe`, { timeout: 30000 });
